@@ -1,0 +1,3 @@
+from realtime_style.cli import main
+
+raise SystemExit(main())

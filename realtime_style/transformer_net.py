@@ -1,0 +1,139 @@
+"""Feed-forward style nets after Johnson et al. (2016), with instance norm (Ulyanov et al.).
+
+Input and output are RGB in [0, 1]. The net never scales its activations up to
+0-255: instance norm after every conv makes the input scale irrelevant, and
+small activations keep fp16 inference in range. Upsampling is nearest-neighbour
+followed by a conv, because transposed convs leave checkerboard artefacts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    channels: tuple[int, int, int] = (32, 64, 128)  # full, 1/2 and 1/4 resolution
+    residual_blocks: int = 5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+ARCHITECTURES: dict[str, NetConfig] = {
+    # Johnson et al.'s net (with 5 residual blocks at 128 channels).
+    "standard": NetConfig(channels=(32, 64, 128), residual_blocks=5),
+    # Meant for real time on a laptop CPU; the performance issue tunes it.
+    "lite": NetConfig(channels=(16, 32, 64), residual_blocks=3),
+}
+
+# Every feature map must stay larger than its reflection padding: 4 px around the
+# 9x9 convs at full resolution, 1 px around the 3x3 convs at 1/4 resolution.
+MIN_SIDE = 8
+MULTIPLE = 4
+
+
+class ConvLayer(nn.Sequential):
+    """Reflection-padded conv: no zero borders for the style to frame."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1):
+        super().__init__(nn.ReflectionPad2d(kernel // 2), nn.Conv2d(in_ch, out_ch, kernel, stride))
+
+
+class ConvNormReLU(nn.Sequential):
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1):
+        super().__init__(ConvLayer(in_ch, out_ch, kernel, stride),
+                         nn.InstanceNorm2d(out_ch, affine=True, track_running_stats=False),
+                         nn.ReLU(inplace=True))
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = ConvNormReLU(channels, channels, 3)
+        self.conv2 = ConvLayer(channels, channels, 3)
+        self.norm2 = nn.InstanceNorm2d(channels, affine=True, track_running_stats=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.norm2(self.conv2(self.conv1(x)))
+
+
+class UpsampleConv(nn.Sequential):
+    """Nearest x2 then conv, instead of a transposed conv."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__(nn.Upsample(scale_factor=2, mode="nearest"), ConvNormReLU(in_ch, out_ch, 3))
+
+
+class TransformerNet(nn.Module):
+    """Image -> stylized image, any H x W, RGB in [0, 1] both ways."""
+
+    def __init__(self, config: NetConfig = ARCHITECTURES["standard"]):
+        super().__init__()
+        self.config = config
+        c1, c2, c3 = config.channels
+        self.encoder = nn.Sequential(
+            ConvNormReLU(3, c1, 9),
+            ConvNormReLU(c1, c2, 3, stride=2),
+            ConvNormReLU(c2, c3, 3, stride=2),
+        )
+        self.residuals = nn.Sequential(*[ResidualBlock(c3) for _ in range(config.residual_blocks)])
+        self.decoder = nn.Sequential(
+            UpsampleConv(c3, c2),
+            UpsampleConv(c2, c1),
+            ConvLayer(c1, 3, 9),
+        )
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        """The net proper, for inputs whose sides are multiples of 4 and at least 8."""
+        y = self.decoder(self.residuals(self.encoder(x)))
+        if self.training:
+            # Clamped forward, identity backward: pixels pushed out of range still get gradients.
+            return y + (y.clamp(0.0, 1.0) - y).detach()
+        return y.clamp(0.0, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        padded = reflect_pad_to(x, _padded_side(h), _padded_side(w))
+        y = self.body(padded)
+        return y[..., :h, :w]
+
+
+def _padded_side(side: int) -> int:
+    return max(MIN_SIDE, -(-side // MULTIPLE) * MULTIPLE)
+
+
+def reflect_pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pad bottom/right by reflection up to (height, width), however small the input.
+
+    ``F.pad(mode="reflect")`` needs the pad to be smaller than the side; a 1x1 or
+    3x5 frame needs more, so reflect repeatedly by index (a 1-pixel side repeats).
+    """
+    h, w = x.shape[-2:]
+    if h == height and w == width:
+        return x
+    if height - h < h and width - w < w:
+        return F.pad(x, (0, width - w, 0, height - h), mode="reflect")
+    return x.index_select(-2, _reflect_index(h, height, x.device)).index_select(
+        -1, _reflect_index(w, width, x.device))
+
+
+def _reflect_index(side: int, target: int, device: torch.device) -> torch.Tensor:
+    i = torch.arange(target, device=device)
+    if side == 1:
+        return torch.zeros_like(i)
+    period = 2 * (side - 1)
+    i = i % period
+    return torch.where(i < side, i, period - i)
+
+
+def build_net(arch: str = "standard") -> TransformerNet:
+    """A fresh, untrained net of the named architecture."""
+    try:
+        return TransformerNet(ARCHITECTURES[arch])
+    except KeyError:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}") from None
