@@ -1,0 +1,261 @@
+"""tools/train.py end to end, as a user runs it: a subprocess on tiny synthetic data.
+
+Lite net, 64 px crops, batch 2: each run is a few seconds, most of it start-up.
+Needs the real VGG19 weights; never downloads them (skips instead).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from realtime_style.checkpoint import load_checkpoint, net_from_checkpoint
+from realtime_style.errors import UserError
+from realtime_style.weights import vgg19_weights
+
+try:  # explicit path, env var or cache only: tests never download
+    VGG_WEIGHTS = vgg19_weights(sources=(), log=lambda message: None)
+except UserError as exc:
+    if os.environ.get("CI"):  # as in conftest.py: CI fetches the weights first, so missing is a failure
+        pytest.fail(f"VGG19 weights missing in CI: {exc}", pytrace=False)
+    pytest.skip("VGG19 weights not fetched (run `rtstyle weights`): the training tests need the real VGG19",
+                allow_module_level=True)
+
+pytestmark = [pytest.mark.vgg, pytest.mark.slow]
+
+TRAIN = Path(__file__).resolve().parent.parent / "tools" / "train.py"
+GOOD_IMAGES = 10
+TRAIN_IMAGES = GOOD_IMAGES + 1 - 4  # + the truncated file (passes the scan), - 4 held out for previews
+TINY = ["--size", "64", "--batch-size", "2", "--arch", "lite", "--style-size", "96",
+        "--checkpoint-every", "5", "--preview-every", "10"]
+
+
+def synthetic_photo(rng: np.random.Generator, height: int, width: int) -> Image.Image:
+    """A smooth gradient with a few flat rectangles: photo-like enough for VGG, tiny to store."""
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    base = np.stack([x, y, 1 - x * y], axis=2) * rng.uniform(0.4, 1.0, 3)
+    for _ in range(3):
+        top, left = rng.integers(0, height // 2), rng.integers(0, width // 2)
+        base[top:top + height // 3, left:left + width // 3] = rng.uniform(0, 1, 3)
+    return Image.fromarray((base * 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """data/ (10 photos, some smaller than the crop, a garbage file and a truncated JPEG), style.png."""
+    root = tmp_path_factory.mktemp("train")
+    rng = np.random.default_rng(0)
+    data = root / "data"
+    (data / "nested").mkdir(parents=True)
+    for i in range(GOOD_IMAGES):
+        height, width = (40, 56) if i % 3 == 0 else (96, 128)  # 40 px < 64 px crop: upscaled
+        synthetic_photo(rng, height, width).save(data / ("nested" if i % 2 else "") / f"photo{i:02d}.jpg")
+    (data / "garbage.jpg").write_bytes(b"this is not a JPEG")  # found by the up-front scan
+    buf = io.BytesIO()
+    synthetic_photo(rng, 96, 96).save(buf, "JPEG")
+    (data / "zz_truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])  # fails on decode
+    (data / "notes.txt").write_text("not an image suffix: ignored")
+    stripes = np.zeros((96, 96, 3), np.uint8)
+    stripes[:, ::8] = (230, 40, 20)
+    stripes[::12, :] = (20, 60, 220)
+    Image.fromarray(stripes).save(root / "style.png")
+    return root
+
+
+def subprocess_env() -> dict[str, str]:
+    # One compute thread: on a small shared machine, two OpenMP threads competing with any other
+    # load run many times slower; one thread keeps these tests fast and their timing stable.
+    return {**os.environ, "RTSTYLE_VGG19_WEIGHTS": str(VGG_WEIGHTS), "OMP_NUM_THREADS": "1"}
+
+
+def train(workdir: Path, *args: str, timeout: float = 300, module_run: list[str] | None = None
+          ) -> subprocess.CompletedProcess:
+    """Run tools/train.py in ``workdir`` (so runs/ and models/ land there)."""
+    env = subprocess_env()
+    command = [sys.executable, *(module_run or []), str(TRAIN), *args]
+    return subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def fresh(workdir: Path, name: str, *extra: str) -> list[str]:
+    return ["--style", "style.png", "--data", "data", "--name", name, *TINY, *extra]
+
+
+def assert_ok(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode != 0, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("train.py: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def model_state(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    sa, sb = model_state(a), model_state(b)
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.allclose(sa[key], sb[key], rtol=1e-5, atol=1e-6), key
+
+
+@pytest.fixture(scope="module")
+def straight(workdir: Path) -> subprocess.CompletedProcess:
+    """The reference: 20 uninterrupted steps."""
+    result = train(workdir, *fresh(workdir, "straight", "--steps", "20", "--workers", "0"))
+    assert_ok(result)
+    return result
+
+
+def test_tiny_run_writes_a_checkpoint_logs_and_previews(workdir: Path, straight):
+    run = workdir / "runs" / "straight"
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    raw = torch.load(run / "checkpoint.pt", weights_only=True)  # the safe loader reads it as-is
+    assert raw.keys() == ckpt.keys()
+    assert ckpt["step"] == 20 and ckpt["arch"] == "lite" and ckpt["style_name"] == "style"
+    assert ckpt["net_config"] == {"channels": [16, 32, 64], "residual_blocks": 3}
+    assert ckpt["config"]["batch_size"] == 2 and ckpt["config"]["data"] == [str(workdir / "data")]
+    assert set(ckpt["rng"]) >= {"torch", "numpy", "python"}
+    assert ckpt["loss_weights"]["version"]
+    assert len(ckpt["style_sha256"]) == 64
+    net = net_from_checkpoint(ckpt)
+    out = net(torch.rand(1, 3, 30, 42))
+    assert out.shape == (1, 3, 30, 42) and torch.isfinite(out).all()
+
+    rows = (run / "loss.csv").read_text().splitlines()
+    assert rows[0] == "step,content,style,tv,total,images_per_s" and len(rows) == 21
+    first, last = (float(r.split(",")[4]) for r in (rows[1], rows[-1]))
+    assert last < first, "the loss should fall over 20 steps"
+    assert sorted(p.name for p in (run / "previews").iterdir()) == ["step_000010.png", "step_000020.png"]
+    with Image.open(run / "previews" / "step_000020.png") as grid:
+        assert grid.size == (4 * 64, 2 * 64)  # 4 held-out photos, above their stylized versions
+    assert (run / "loss.png").stat().st_size > 0
+    assert "done: step 20" in straight.stdout
+
+
+def test_tiny_run_exports_a_model_onnx_runtime_runs(workdir: Path, straight):
+    import onnxruntime as ort
+
+    from realtime_style.styles import read_metadata
+
+    model = workdir / "models" / "straight.onnx"
+    assert f"model: models/straight.onnx (fp16" in straight.stdout
+    meta = read_metadata(model)
+    assert meta["train_steps"] == "20" and meta["arch"] == "lite" and meta["name"] == "straight"
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"image": np.random.rand(1, 3, 32, 48).astype(np.float16)})[0]
+    assert out.shape == (1, 3, 32, 48) and np.isfinite(out).all()
+
+
+def test_corrupt_images_are_skipped_and_counted(straight):
+    assert "skipped 1 unreadable files" in straight.stdout and "garbage.jpg" in straight.stdout
+    # The truncated JPEG passes the scan, fails to decode in training, and is replaced and counted.
+    assert "samples came from files that failed to decode and were replaced" in straight.stdout
+    assert f"{TRAIN_IMAGES} training photos (4 more held out" in straight.stdout
+
+
+def test_resume_continues_exactly(workdir: Path, straight):
+    assert_ok(train(workdir, *fresh(workdir, "resumed", "--steps", "10", "--workers", "0")))
+    ckpt = workdir / "runs" / "resumed" / "checkpoint.pt"
+    assert load_checkpoint(ckpt)["step"] == 10
+    shutil.copy(ckpt, workdir / "step10.pt")
+    assert_ok(train(workdir, "--resume", str(ckpt), "--steps", "20", "--workers", "0"))
+    assert_same_weights(workdir / "runs" / "straight" / "checkpoint.pt", ckpt)
+    rows = (workdir / "runs" / "resumed" / "loss.csv").read_text().splitlines()
+    assert [int(r.split(",")[0]) for r in rows[1:]] == list(range(1, 21))
+
+    # The data order does not depend on the DataLoader workers either.
+    other = workdir / "runs" / "resumed-workers"
+    other.mkdir(parents=True)
+    shutil.copy(workdir / "step10.pt", other / "checkpoint.pt")
+    assert_ok(train(workdir, "--resume", str(other / "checkpoint.pt"), "--steps", "20", "--workers", "2"))
+    assert_same_weights(workdir / "runs" / "straight" / "checkpoint.pt", other / "checkpoint.pt")
+
+
+def test_ctrl_c_saves_and_resume_matches(workdir: Path, straight):
+    """Ctrl-C (to the whole process group, workers included) mid-run, then --resume to 20."""
+    env = subprocess_env()
+    args = fresh(workdir, "interrupted", "--steps", "20", "--workers", "2", "--checkpoint-every", "1000")
+    proc = subprocess.Popen([sys.executable, str(TRAIN), *args], cwd=workdir, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    log = workdir / "runs" / "interrupted" / "loss.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) > 3:  # header + 3 steps
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate(timeout=120)
+    ckpt = workdir / "runs" / "interrupted" / "checkpoint.pt"
+    assert proc.returncode == 128 + signal.SIGINT, f"{stdout}\n{stderr}"
+    assert "stopped by SIGINT" in stdout and "--resume" in stdout
+    assert "Traceback" not in stderr
+    stopped_at = load_checkpoint(ckpt)["step"]
+    assert 3 <= stopped_at < 20
+    assert_ok(train(workdir, "--resume", str(ckpt), "--steps", "20", "--workers", "2"))
+    assert_same_weights(workdir / "runs" / "straight" / "checkpoint.pt", ckpt)
+
+
+def test_ddp_two_processes_on_gloo(workdir: Path):
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    result = train(workdir, *fresh(workdir, "ddp", "--epochs", "2", "--workers", "0", "--device", "cpu"),
+                   module_run=torchrun)
+    assert_ok(result)
+    steps = -(-2 * TRAIN_IMAGES // 4)  # global batch: 2 per process x 2 processes
+    ckpt = load_checkpoint(workdir / "runs" / "ddp" / "checkpoint.pt")
+    assert ckpt["step"] == steps
+    assert result.stdout.count("done: step") == 1, "only rank 0 reports"
+    assert "batch 2 x 2 process(es)" in result.stdout
+    rows = (workdir / "runs" / "ddp" / "loss.csv").read_text().splitlines()
+    assert len(rows) == 1 + steps
+
+
+def test_nonfinite_loss_stops_without_saving(workdir: Path):
+    result = train(workdir, *fresh(workdir, "blowup", "--steps", "5", "--workers", "0",
+                                   "--style-weight", "1e38"))
+    # The progress bar was already up (stderr), so the error is the last line rather than the only one.
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("train.py: error: the loss became inf at step 1"), result.stderr
+    assert "no checkpoint was saved" in last
+    assert not (workdir / "runs" / "blowup" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("case", ["missing style", "missing data", "empty data", "corrupt data",
+                                  "existing run", "existing model", "other arch", "no checkpoint"])
+def test_bad_input_is_one_line_error(workdir: Path, straight, case: str):
+    (workdir / "empty").mkdir(exist_ok=True)
+    corrupt = workdir / "corrupt"
+    corrupt.mkdir(exist_ok=True)
+    (corrupt / "a.jpg").write_bytes(b"\xff\xd8 nope")
+    (corrupt / "b.png").write_bytes(b"")
+    (workdir / "models").mkdir(exist_ok=True)
+    (workdir / "models" / "taken.onnx").write_bytes(b"onnx")
+    args, needles = {
+        "missing style": (["--style", "nope.jpg", "--data", "data", "--name", "x"], ["nope.jpg", "no such file"]),
+        "missing data": (["--style", "style.png", "--data", "nodata", "--name", "x"], ["nodata", "does not exist"]),
+        "empty data": (["--style", "style.png", "--data", "empty", "--name", "x"], ["no images"]),
+        "corrupt data": (["--style", "style.png", "--data", "corrupt", "--name", "x"], ["none of the 2"]),
+        "existing run": (fresh(workdir, "straight", "--steps", "1"), ["already holds a run", "--overwrite"]),
+        "existing model": (fresh(workdir, "taken", "--steps", "1"), ["models/taken.onnx", "--overwrite"]),
+        "other arch": (["--resume", "runs/straight/checkpoint.pt", "--arch", "standard"], ["'lite' net"]),
+        "no checkpoint": (["--resume", "--name", "never-ran"], ["does not exist"]),
+    }[case]
+    assert_one_line_error(train(workdir, *args, timeout=120), *needles)
