@@ -88,6 +88,7 @@ TORCH_BLOCKED = """
 import sys
 sys.modules['torch'] = None  # as if torch were not installed
 import realtime_style, realtime_style.images, realtime_style.color, realtime_style.files, realtime_style.weights
+import realtime_style.styles, realtime_style.loss_weights
 from realtime_style.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -99,6 +100,8 @@ def test_works_without_torch_and_says_how_to_get_it(photo, painting, tmp_path):
                               capture_output=True, text=True, cwd=ROOT)
 
     assert run("--help").returncode == 0
+    assert run("styles").returncode == 0
     result = run("still", photo, painting, tmp_path / "o.jpg")
     assert_one_line_error(result, "PyTorch", "pip install")
     assert not (tmp_path / "o.jpg").exists()
+    assert_one_line_error(run("export", tmp_path / "c.pt", tmp_path / "o.onnx"), "PyTorch", "[train]")
