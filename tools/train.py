@@ -48,7 +48,8 @@ from realtime_style.dataset import (ImageFolderDataset, StepBatchSampler, files_
 from realtime_style.errors import UserError
 from realtime_style.export import export_checkpoint
 from realtime_style.images import load_image, resize_long_side, save_image, to_uint8
-from realtime_style.losses import CONTENT_WEIGHT, STYLE_WEIGHT, TV_WEIGHT, LossWeights, PerceptualLoss
+from realtime_style.losses import (CONTENT_LAYER, STYLE_WEIGHT, TV_WEIGHT, LossWeights,
+                                   PerceptualLoss)
 from realtime_style.torch_utils import image_to_tensor, select_device
 from realtime_style.transformer_net import ARCHITECTURES, build_net
 from realtime_style.vgg import load_vgg19
@@ -62,17 +63,23 @@ DEFAULT_STEPS = 4000
 # default bf16 VGG (3.59 vs 3.66 s/step) and 4% slower in float32 (5.00 vs 4.80): noise, so keep it off.
 CPU_CHANNELS_LAST = False
 
+# A fast net starts from random weights, not from the photo as the Gatys method does, so its
+# content term must be stronger: with the Gatys default (2e-6) the nets learned flat colour with
+# blobs of paint and no photo; 1e-4 kept the photo (docs/training.md, "Choosing the content weight").
+TRAIN_CONTENT_WEIGHT = 1e-4
+
 DEFAULTS = {
     "style": None, "name": None, "data": None, "steps": None, "epochs": None,
     "batch_size": 4, "size": 256, "style_size": 512, "lr": 1e-3,
-    "content_weight": CONTENT_WEIGHT, "style_weight": STYLE_WEIGHT, "tv_weight": TV_WEIGHT,
+    "content_weight": TRAIN_CONTENT_WEIGHT, "style_weight": STYLE_WEIGHT, "tv_weight": TV_WEIGHT,
+    "content_layer": CONTENT_LAYER,
     "arch": "standard", "seed": 0, "workers": 2, "device": "auto", "out_dir": None,
     "checkpoint_every": 200, "preview_every": 200, "resume": None, "overwrite": False,
     "amp": True, "channels_last": None, "models_dir": "models", "export": True,
     "display_name": None, "style_credit": None, "style_license": None,
 }
 # A resumed run keeps these from its checkpoint; giving a different value is an error.
-RUN_DEFINING = ("name", "arch", "batch_size", "size", "style_size", "lr", "content_weight",
+RUN_DEFINING = ("name", "arch", "batch_size", "size", "style_size", "lr", "content_weight", "content_layer",
                 "style_weight", "tv_weight", "seed")
 
 
@@ -93,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-weight", type=float, help=f"default {d['content_weight']}")
     p.add_argument("--style-weight", type=float, help=f"default {d['style_weight']}")
     p.add_argument("--tv-weight", type=float, help=f"default {d['tv_weight']}")
+    p.add_argument("--content-layer", help=f"VGG19 layer of the content loss (default {d['content_layer']})")
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), help=f"default {d['arch']}")
     p.add_argument("--seed", type=int, help=f"fixes init, data order and crops (default {d['seed']})")
     p.add_argument("--workers", type=int, help=f"DataLoader worker processes (default {d['workers']})")
@@ -184,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # ------------------------------------------------------- loss and style target
     weights = LossWeights(content=config["content_weight"], style=config["style_weight"],
-                          tv=config["tv_weight"])
+                          tv=config["tv_weight"], content_layer=config["content_layer"])
     loss_fn = PerceptualLoss(load_vgg19(device=device), weights).to(memory_format=memory_format)
     style = image_to_tensor(resize_long_side(style_rgb, config["style_size"]), device)
     style_grams = loss_fn.style_targets(style.contiguous(memory_format=memory_format))  # once, in fp32
