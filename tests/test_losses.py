@@ -21,6 +21,15 @@ def test_gram_is_size_normalised_and_per_image():
     torch.testing.assert_close(gram_matrix(small)[1:], gram_matrix(small[1:]))
 
 
+def test_gram_stays_fp32_under_bf16_autocast():
+    torch.manual_seed(0)
+    features = torch.randn(2, 16, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gram = gram_matrix(features.bfloat16())
+    assert gram.dtype == torch.float32
+    torch.testing.assert_close(gram, gram_matrix(features.bfloat16().float()))
+
+
 def test_style_loss_weights_layers_and_broadcasts_targets():
     grams = {"a": torch.ones(2, 3, 3), "b": torch.zeros(2, 3, 3)}
     targets = {"a": torch.zeros(1, 3, 3), "b": torch.full((1, 3, 3), 2.0)}
