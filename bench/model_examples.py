@@ -20,12 +20,12 @@ import onnxruntime as ort
 from PIL import Image
 
 from realtime_style.images import load_image, resize_long_side, save_image, to_float, to_uint8
-from realtime_style.transformer_net import MIN_SIDE, MULTIPLE
+from realtime_style.transformer_net import padded_side
 
 
 def stylize(session: ort.InferenceSession, rgb: np.ndarray) -> np.ndarray:
     h, w = rgb.shape[:2]
-    ph, pw = (max(MIN_SIDE, -(-side // MULTIPLE) * MULTIPLE) for side in (h, w))
+    ph, pw = padded_side(h), padded_side(w)
     x = np.pad(to_float(rgb), ((0, ph - h), (0, pw - w), (0, 0)), mode="reflect")
     dtype = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32
     y = session.run(None, {"image": x.transpose(2, 0, 1)[None].astype(dtype)})[0]

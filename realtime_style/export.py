@@ -29,7 +29,7 @@ from realtime_style.checkpoint import load_checkpoint, net_from_checkpoint
 from realtime_style.errors import UserError
 from realtime_style.files import atomic_output, check_output_path
 from realtime_style.images import load_image
-from realtime_style.transformer_net import MIN_SIDE, MULTIPLE, TransformerNet, reflect_pad_to
+from realtime_style.transformer_net import MIN_SIDE, MULTIPLE, TransformerNet, padded_side, reflect_pad_to
 from realtime_style.weights import KERAS_FILE, KERAS_MD5
 
 OPSET = 17
@@ -80,8 +80,7 @@ def export_checkpoint(checkpoint_path: str | os.PathLike, output_path: str | os.
     net = net_from_checkpoint(checkpoint)
     onnx_bytes = onnx_model_bytes(net, fp16)
     photos = [load_image(p).rgb for p in (parity_images or sorted(PARITY_DIR.glob("*.jpg")))]
-    psnrs = [min(parity_psnr(net, onnx_bytes, photo), fp16_emulation_psnr(net, photo)) if fp16
-             else parity_psnr(net, onnx_bytes, photo) for photo in photos]
+    psnrs = parity_psnrs(net, onnx_bytes, photos, fp16)
     worst = min(psnrs)
     if worst < min_psnr_db:
         raise UserError(f"refusing to write {output}: the {'fp16' if fp16 else 'fp32'} ONNX model differs "
@@ -109,45 +108,45 @@ def onnx_model_bytes(net: TransformerNet, fp16: bool) -> bytes:
     return buffer.getvalue()
 
 
-def parity_psnr(net: TransformerNet, onnx_bytes: bytes, rgb: np.ndarray) -> float:
-    """PSNR in dB (peak 1.0) of the ONNX model's output against the torch fp32 net's."""
+def parity_psnrs(net: TransformerNet, onnx_bytes: bytes, photos: list[np.ndarray], fp16: bool) -> list[float]:
+    """Per photo, the worst PSNR (dB, peak 1.0) of the ONNX model and, for fp16, of the fp16
+    emulation, each against the torch fp32 net. One ORT session and one emulated net serve all."""
     import onnxruntime as ort
 
-    x = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)[None].contiguous()
-    h, w = x.shape[-2:]
-    padded = reflect_pad_to(x, _padded(h), _padded(w))
-    with torch.no_grad():
-        reference = net.float().eval()(x)[0].numpy()
+    net = net.float().eval()
     session = ort.InferenceSession(onnx_bytes, providers=_providers(ort))
     wanted = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32
-    output = session.run(None, {INPUT_NAME: padded.numpy().astype(wanted)})[0]
-    return psnr(output[0, :, :h, :w], reference)
+    emulated = _fp16_emulated(net) if fp16 else None
+    scores = []
+    for rgb in photos:
+        x = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)[None].contiguous()
+        h, w = x.shape[-2:]
+        padded = reflect_pad_to(x, padded_side(h), padded_side(w))
+        with torch.no_grad():
+            reference = net(x)[0].numpy()
+            candidates = [session.run(None, {INPUT_NAME: padded.numpy().astype(wanted)})[0][0, :, :h, :w]]
+            if emulated is not None:
+                candidates.append(emulated(x.half().float())[0].numpy())
+        scores.append(min(psnr(candidate, reference) for candidate in candidates))
+    return scores
 
 
-def fp16_emulation_psnr(net: TransformerNet, rgb: np.ndarray) -> float:
-    """PSNR of the net with fp16 weights and every layer's output rounded to fp16.
+def _fp16_emulated(net: TransformerNet) -> TransformerNet:
+    """The net with fp16 weights and every layer's output rounded to fp16.
 
     ONNX Runtime's CPU provider quietly computes fp16 models in fp32, so on a
     machine without a GPU the ONNX check alone would never see an activation
     overflow past fp16's 65504. Rounding each layer's output to fp16 (where
     overflow becomes inf, then NaN in instance norm) shows what a GPU would do.
     """
-    x = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)[None].contiguous()
-    reference_net = net.float().eval()
-    emulated = copy.deepcopy(reference_net)
+    emulated = copy.deepcopy(net)
     with torch.no_grad():
         for tensor in emulated.state_dict().values():
             tensor.copy_(tensor.half().float())
-    hooks = [m.register_forward_hook(lambda _m, _i, out: out.half().float())
-             for m in emulated.modules() if not list(m.children())]
-    try:
-        with torch.no_grad():
-            reference = reference_net(x)
-            output = emulated(x.half().float())
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return psnr(output.numpy(), reference.numpy())
+    for module in emulated.modules():
+        if not list(module.children()):
+            module.register_forward_hook(lambda _m, _i, out: out.half().float())
+    return emulated
 
 
 def psnr(output: np.ndarray, reference: np.ndarray) -> float:
@@ -156,10 +155,6 @@ def psnr(output: np.ndarray, reference: np.ndarray) -> float:
     if not math.isfinite(mse):
         return float("-inf")
     return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
-
-
-def _padded(side: int) -> int:
-    return max(MIN_SIDE, -(-side // MULTIPLE) * MULTIPLE)
 
 
 def _providers(ort) -> list[str]:

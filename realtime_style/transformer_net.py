@@ -98,12 +98,13 @@ class TransformerNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        padded = reflect_pad_to(x, _padded_side(h), _padded_side(w))
+        padded = reflect_pad_to(x, padded_side(h), padded_side(w))
         y = self.body(padded)
         return y[..., :h, :w]
 
 
-def _padded_side(side: int) -> int:
+def padded_side(side: int) -> int:
+    """The side a frame is reflect-padded to before the net's body: a multiple of 4, at least 8."""
     return max(MIN_SIDE, -(-side // MULTIPLE) * MULTIPLE)
 
 
