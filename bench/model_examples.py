@@ -20,7 +20,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from realtime_style.images import load_image, resize_long_side, save_image, to_float, to_uint8
-from realtime_style.transformer_net import padded_side
+from realtime_style.padding import padded_side
 
 
 def stylize(session: ort.InferenceSession, rgb: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from realtime_style import __version__
 from realtime_style.errors import UserError
@@ -43,11 +44,96 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Real-time neural style transfer.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_image(commands)
+    _add_video(commands)
     _add_styles(commands)
     _add_still(commands)
     _add_export(commands)
     _add_weights(commands)
     return parser
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    """The controls every stylizing command shares (image, video, webcam)."""
+    g = p.add_argument_group("style")
+    g.add_argument("--style", default=None, help="a style name (see `rtstyle styles`) or an .onnx file "
+                                                  "(default: mosaic)")
+    g.add_argument("--strength", type=float, default=1.0, help="0 = the input, 1 = full style (default: 1)")
+    g.add_argument("--preserve-color", action="store_true", help="keep the input's colours, style in luminance")
+    g.add_argument("--scale", type=float, default=None,
+                   help="processing resolution relative to the input: smaller = bigger strokes, faster "
+                        "(the output keeps the input's size)")
+    g.add_argument("--max-size", type=int, default=None,
+                   help="cap the processing resolution's long side in pixels")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or tensorrt (default: auto)")
+    g.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch"),
+                   help="onnxruntime, or torch for machines with CUDA torch but CPU-only onnxruntime")
+
+
+def _engine_from(args: argparse.Namespace):
+    from realtime_style.engine import StyleControls, StyleEngine
+    from realtime_style.styles import DEFAULT_STYLE
+
+    controls = StyleControls(strength=args.strength, preserve_color=args.preserve_color, scale=args.scale,
+                             max_size=args.max_size)
+    return StyleEngine(args.style or DEFAULT_STYLE, device=args.device, backend=args.backend, controls=controls)
+
+
+def _add_image(commands) -> None:
+    p = commands.add_parser("image", help="stylize images", description="Stylize image files, folders or globs.")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="image files, folders of images, or globs")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="the output image (one input), or a folder for several; the format follows the extension")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_engine_options(p)
+    p.set_defaults(handler=_run_image)
+
+
+def _run_image(args: argparse.Namespace) -> None:
+    from realtime_style.stills import plan_jobs, stylize_images
+
+    jobs = plan_jobs(args.inputs, args.output, args.overwrite)
+    engine = _engine_from(args)
+    written = stylize_images(jobs, engine, progress=not args.quiet)
+    where = written[0] if len(written) == 1 else f"{len(written)} images in {Path(args.output)}"
+    print(f"wrote {where} ({engine.display_name}, {engine.backend.description})")
+
+
+def _add_video(commands) -> None:
+    from realtime_style.video import VideoOptions
+
+    defaults = VideoOptions()
+    p = commands.add_parser("video", help="stylize a video file, keeping its sound",
+                            description="Stylize a video (anything FFmpeg reads). Every audio stream is kept; "
+                                        "timestamps are preserved; the output is complete or absent.")
+    p.add_argument("input", metavar="IN")
+    p.add_argument("output", metavar="OUT", help="output video (.mp4, .mkv, .mov, .webm, .avi)")
+    p.add_argument("--codec", default=None, help="video encoder (default: libx264; libvpx-vp9 for .webm)")
+    p.add_argument("--crf", type=int, default=defaults.crf, help=f"quality, lower is better (default: {defaults.crf})")
+    p.add_argument("--preset", default=defaults.preset, help=f"x264 speed preset (default: {defaults.preset})")
+    p.add_argument("--start", type=float, default=0.0, help="start at this many seconds")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_engine_options(p)
+    p.set_defaults(handler=_run_video)
+
+
+def _run_video(args: argparse.Namespace) -> None:
+    from realtime_style.video import VideoOptions, prepare_video, stylize_video
+
+    options = VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset, start=args.start,
+                           duration=args.duration, overwrite=args.overwrite)
+    job = prepare_video(args.input, args.output, options)
+    engine = _engine_from(args)
+    report = stylize_video(job, engine, progress=not args.quiet)
+    audio = "; audio: " + ", ".join(report.audio_streams) if report.audio_streams else "; no audio"
+    print(f"wrote {args.output}: {report.frames} frames {report.width}x{report.height} "
+          f"in {report.seconds:.1f} s ({report.frames / max(report.seconds, 1e-9):.1f} fps){audio}")
+    if report.bad_packets:
+        print(f"{PROG}: warning: {report.bad_packets} damaged packet(s) in {args.input} were skipped",
+              file=sys.stderr)
 
 
 def _add_styles(commands) -> None:

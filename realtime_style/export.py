@@ -29,7 +29,8 @@ from realtime_style.checkpoint import load_checkpoint, net_from_checkpoint
 from realtime_style.errors import UserError
 from realtime_style.files import atomic_output, check_output_path
 from realtime_style.images import load_image
-from realtime_style.transformer_net import MIN_SIDE, MULTIPLE, TransformerNet, padded_side, reflect_pad_to
+from realtime_style.padding import MIN_SIDE, MULTIPLE, padded_side
+from realtime_style.transformer_net import TransformerNet, reflect_pad_to
 from realtime_style.weights import KERAS_FILE, KERAS_MD5
 
 OPSET = 17
@@ -150,11 +151,12 @@ def _fp16_emulated(net: TransformerNet) -> TransformerNet:
 
 
 def psnr(output: np.ndarray, reference: np.ndarray) -> float:
-    """PSNR in dB for images in [0, 1]; -inf if the output has NaN or inf (so min() sees it)."""
-    mse = float(np.mean((output.astype(np.float64) - reference) ** 2))
+    """PSNR in dB: uint8 images peak at 255, float ones at 1; -inf if the output has NaN or inf."""
+    peak = 255.0 if output.dtype == np.uint8 else 1.0
+    mse = float(np.mean((output.astype(np.float64) - np.asarray(reference, np.float64)) ** 2))
     if not math.isfinite(mse):
         return float("-inf")
-    return float("inf") if mse == 0 else 10.0 * math.log10(1.0 / mse)
+    return float("inf") if mse == 0 else 10.0 * math.log10(peak * peak / mse)
 
 
 def _providers(ort) -> list[str]:

@@ -63,3 +63,11 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def cache_dir() -> Path:
+    """Where caches live (VGG19 weights, TensorRT engines): $RTSTYLE_CACHE or $XDG_CACHE_HOME/rtstyle."""
+    if os.environ.get("RTSTYLE_CACHE"):
+        return Path(os.environ["RTSTYLE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rtstyle"

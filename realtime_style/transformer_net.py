@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from realtime_style.padding import padded_side, reflect_index
+
 
 @dataclass(frozen=True)
 class NetConfig:
@@ -31,10 +33,6 @@ ARCHITECTURES: dict[str, NetConfig] = {
     "lite": NetConfig(channels=(16, 32, 64), residual_blocks=3),
 }
 
-# Every feature map must stay larger than its reflection padding: 4 px around the
-# 9x9 convs at full resolution, 1 px around the 3x3 convs at 1/4 resolution.
-MIN_SIDE = 8
-MULTIPLE = 4
 
 
 class ConvLayer(nn.Sequential):
@@ -103,11 +101,6 @@ class TransformerNet(nn.Module):
         return y[..., :h, :w]
 
 
-def padded_side(side: int) -> int:
-    """The side a frame is reflect-padded to before the net's body: a multiple of 4, at least 8."""
-    return max(MIN_SIDE, -(-side // MULTIPLE) * MULTIPLE)
-
-
 def reflect_pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Pad bottom/right by reflection up to (height, width), however small the input.
 
@@ -119,17 +112,9 @@ def reflect_pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
         return x
     if height - h < h and width - w < w:
         return F.pad(x, (0, width - w, 0, height - h), mode="reflect")
-    return x.index_select(-2, _reflect_index(h, height, x.device)).index_select(
-        -1, _reflect_index(w, width, x.device))
-
-
-def _reflect_index(side: int, target: int, device: torch.device) -> torch.Tensor:
-    i = torch.arange(target, device=device)
-    if side == 1:
-        return torch.zeros_like(i)
-    period = 2 * (side - 1)
-    i = i % period
-    return torch.where(i < side, i, period - i)
+    rows = torch.from_numpy(reflect_index(h, height)).to(x.device)
+    cols = torch.from_numpy(reflect_index(w, width)).to(x.device)
+    return x.index_select(-2, rows).index_select(-1, cols)
 
 
 def build_net(arch: str = "standard") -> TransformerNet:

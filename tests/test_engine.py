@@ -1,0 +1,120 @@
+"""The engine on the shipped mosaic model: real ONNX Runtime sessions, real photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from realtime_style.engine import BYTES_PER_PIXEL_CHANNEL, StyleControls, StyleEngine
+from realtime_style.errors import UserError
+from realtime_style.export import psnr
+from realtime_style.images import load_image, resize_long_side
+from realtime_style.padding import padded_side
+from conftest import ROOT
+
+PHOTO = ROOT / "samples" / "kodim23.jpg"
+
+
+@pytest.fixture(scope="module")
+def engine() -> StyleEngine:
+    return StyleEngine("mosaic", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return resize_long_side(load_image(PHOTO).rgb, 192)
+
+
+def test_cpu_engine_matches_the_torch_fp32_net(engine, photo):
+    torch = pytest.importorskip("torch")
+    from realtime_style.backends import TorchBackend, load_model_fp32
+
+    # The reference: the net rebuilt in torch fp32 from the file's weights, run on the padded photo.
+    reference_engine = StyleEngine("mosaic", device="cpu", backend="torch")
+    assert isinstance(reference_engine.backend, TorchBackend)
+    assert reference_engine.backend.dtype == torch.float32
+    assert "CPU fp32" in engine.backend.description
+    ours, reference = engine.stylize(photo), reference_engine.stylize(photo)
+    assert psnr(ours, reference) >= 50.0
+    # ...and the CPU path really runs an fp32 graph (upcast once at load).
+    model = load_model_fp32(engine.path)
+    assert {t.data_type for t in model.graph.initializer} == {1}
+
+
+def test_any_frame_size_comes_back_the_same_size(engine):
+    for height, width in [(1, 1), (7, 13), (33, 17), (64, 96)]:
+        frame = np.random.default_rng(height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        out = engine.stylize(frame)
+        assert out.shape == frame.shape and out.dtype == np.uint8
+
+
+def test_padding_reflects_so_the_crop_matches_a_larger_frame(engine, photo):
+    # A frame whose sides are already multiples of 4 goes through unpadded; cutting one pixel
+    # forces padding, and the result must still look like the same picture.
+    frame = photo[:128, :188]
+    assert padded_side(127) == 128
+    full = engine.stylize(frame)
+    cut = engine.stylize(frame[:127, :187])
+    assert psnr(cut[:120, :180], full[:120, :180]) > 25.0
+
+
+def test_strength_blends_between_input_and_style(engine, photo):
+    styled = engine.stylize(photo).astype(np.float32)
+    assert np.array_equal(engine.stylize(photo, StyleControls(strength=0.0)), photo)
+    half = engine.stylize(photo, StyleControls(strength=0.5)).astype(np.float32)
+    expected = (photo.astype(np.float32) + styled) / 2
+    assert np.abs(half - expected).mean() < 1.0
+    assert np.abs(styled - photo).mean() > 10.0  # the style does change the picture
+
+
+def test_preserve_color_keeps_the_input_chroma(engine, photo):
+    from realtime_style.color import rgb_to_yiq
+
+    kept = engine.stylize(photo, StyleControls(preserve_color=True))
+    styled = engine.stylize(photo)
+    chroma = lambda image: rgb_to_yiq(image.astype(np.float32) / 255)[..., 1:]  # noqa: E731
+    assert np.abs(chroma(kept) - chroma(photo)).mean() < 0.5 * np.abs(chroma(styled) - chroma(photo)).mean()
+    luma = lambda image: rgb_to_yiq(image.astype(np.float32) / 255)[..., 0]  # noqa: E731
+    assert np.abs(luma(kept) - luma(styled)).mean() < 0.02
+
+
+def test_processing_size_changes_the_look_not_the_output_size(engine, photo):
+    controls = StyleControls(max_size=96)
+    assert controls.processing_size(photo.shape[1], photo.shape[0]) == (96, 64)
+    assert StyleControls(scale=0.5).processing_size(200, 100) == (100, 50)
+    small = engine.stylize(photo, controls)
+    assert small.shape == photo.shape
+    assert psnr(small, engine.stylize(photo)) < 30.0  # bigger strokes: a different picture
+
+
+def test_batch_equals_single_frames(engine, photo):
+    frames = np.stack([photo, photo[::-1].copy()])
+    batch = engine.stylize_batch(frames)
+    assert psnr(batch[0], engine.stylize(frames[0])) > 50
+    assert psnr(batch[1], engine.stylize(frames[1])) > 50
+
+
+def test_tiles_blend_without_seams(engine):
+    """A frame over the memory budget runs in overlapping tiles; the result stays close to the whole."""
+    image = load_image(PHOTO).rgb  # 768 x 512
+    whole = engine.stylize(image)
+    budget = 320 * 320 * BYTES_PER_PIXEL_CHANNEL * 32  # the standard net's first layer has 32 channels
+    tiled_engine = StyleEngine("mosaic", device="cpu", memory_budget=budget)
+    assert tiled_engine.max_tile_pixels == 320 * 320
+    tiled = tiled_engine.stylize(image)
+    assert tiled.shape == whole.shape
+    assert psnr(tiled, whole) > 18.0
+    # No seam: the jump across any column stays like the photo's own column-to-column change.
+    jumps = np.abs(np.diff(tiled.astype(np.float32), axis=1)).mean(axis=(0, 2))
+    assert jumps.max() < 4 * np.median(jumps) + 10
+
+
+def test_bad_controls_and_models_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="strength"):
+        StyleControls(strength=1.5).check()
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model at all")
+    with pytest.raises(UserError, match="not a usable ONNX model"):
+        StyleEngine(broken)
+    with pytest.raises(UserError, match="did you mean"):
+        StyleEngine("mosaik")

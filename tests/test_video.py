@@ -1,0 +1,171 @@
+"""`rtstyle video` on real files written by PyAV: frames, time, audio, rotation, trimming, faults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from conftest import ROOT, assert_one_line_error, run_cli
+from media import make_clip, read_video, stream_seconds
+
+from realtime_style.engine import StyleControls, StyleEngine
+from realtime_style.export import psnr
+from realtime_style.video import VideoOptions, prepare_video, stylize_video
+
+
+@pytest.fixture(scope="module")
+def engine() -> StyleEngine:
+    return StyleEngine("mosaic", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def identity() -> StyleEngine:
+    """Strength 0: the pipeline without the net, so geometry and colour can be checked exactly."""
+    return StyleEngine("mosaic", device="cpu", controls=StyleControls(strength=0.0))
+
+
+def transcode(src: Path, dst: Path, engine: StyleEngine, **options) -> object:
+    return stylize_video(prepare_video(src, dst, VideoOptions(**options)), engine, progress=False)
+
+
+def test_frames_duration_and_audio_are_kept(tmp_path, engine):
+    src = make_clip(tmp_path / "in.mp4", frames=12)
+    report = transcode(src, tmp_path / "out.mp4", engine)
+    in_times, in_frames = read_video(src)
+    out_times, out_frames = read_video(tmp_path / "out.mp4")
+    assert report.frames == len(out_frames) == len(in_frames) == 12
+    assert out_times == pytest.approx(in_times, abs=1e-3)
+    assert report.audio_streams == ["copied aac"]
+    (in_audio,), (out_audio,) = stream_seconds(src, "audio"), stream_seconds(tmp_path / "out.mp4", "audio")
+    assert out_audio == pytest.approx(in_audio, abs=0.03)
+    # Stylized: each output frame is the engine's output for the input frame (up to the codec).
+    assert psnr(out_frames[5], engine.stylize(in_frames[5])) > 28
+    assert psnr(out_frames[5], in_frames[5]) < 20
+
+
+def test_variable_frame_rate_keeps_every_timestamp(tmp_path, identity):
+    times = [0.0, 0.03, 0.1, 0.12, 0.3, 0.31, 0.5, 0.9]
+    src = make_clip(tmp_path / "vfr.mp4", frame_times=times)
+    transcode(src, tmp_path / "out.mp4", identity)
+    out_times, _ = read_video(tmp_path / "out.mp4")
+    assert out_times == pytest.approx(times, abs=1e-3)
+    (in_audio,), (out_audio,) = stream_seconds(src, "audio"), stream_seconds(tmp_path / "out.mp4", "audio")
+    assert out_audio == pytest.approx(in_audio, abs=0.03)
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_rotation_is_applied_to_the_pixels(tmp_path, identity, rotation):
+    src = make_clip(tmp_path / "rot.mp4", frames=3, size=(96, 64), rotation=rotation, audio=None)
+    transcode(src, tmp_path / "out.mp4", identity)
+    _, (frame, *_) = read_video(tmp_path / "out.mp4")
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert (next(container.decode(video=0)).rotation or 0) == 0  # upright pixels, no display matrix
+    upright = np.rot90(read_video(src)[1][0], round(rotation / 90) % 4)
+    assert frame.shape == upright.shape
+    assert psnr(frame, upright) > 30
+
+
+def test_start_and_duration_trim_video_and_audio(tmp_path, identity):
+    src = make_clip(tmp_path / "in.mp4", frames=48, fps=24)  # 2 s
+    report = transcode(src, tmp_path / "out.mp4", identity, start=0.5, duration=1.0)
+    times, _ = read_video(tmp_path / "out.mp4")
+    assert report.frames == len(times) == 24
+    assert times[0] == pytest.approx(0.0, abs=0.05)
+    (audio,) = stream_seconds(tmp_path / "out.mp4", "audio")
+    assert audio == pytest.approx(1.0, abs=0.1)
+
+
+@pytest.mark.parametrize("source_name, audio_codec, target_name, expected", [
+    ("in.mkv", "pcm_s16le", "out.mp4", "re-encoded pcm_s16le -> aac"),
+    ("in.mp4", "aac", "out.webm", "re-encoded aac -> libopus"),
+    ("in.mp4", "aac", "out.mkv", "copied aac"),
+])
+def test_audio_is_copied_or_re_encoded_to_fit_the_container(tmp_path, identity, source_name, audio_codec,
+                                                            target_name, expected):
+    src = make_clip(tmp_path / source_name, frames=12, audio=audio_codec)
+    report = transcode(src, tmp_path / target_name, identity)
+    assert report.audio_streams == [expected]
+    (in_audio,), (out_audio,) = stream_seconds(src, "audio"), stream_seconds(tmp_path / target_name, "audio")
+    assert out_audio == pytest.approx(in_audio, abs=0.08)
+    assert len(read_video(tmp_path / target_name)[0]) == 12
+
+
+def test_damaged_packets_are_skipped_and_counted(tmp_path, identity):
+    # MPEG-TS carries on after damage; overwrite part of the middle with garbage.
+    src = make_clip(tmp_path / "in.ts", frames=48, size=(96, 64), audio=None)
+    data = bytearray(src.read_bytes())
+    middle = len(data) // 2
+    data[middle: middle + 3000] = os.urandom(3000)
+    src.write_bytes(bytes(data))
+    report = transcode(src, tmp_path / "out.mp4", identity)
+    assert 0 < report.frames <= 48
+    assert len(read_video(tmp_path / "out.mp4")[1]) == report.frames
+
+
+def test_cli_stylizes_a_clip_with_its_sound(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", frames=6, size=(64, 48))
+    result = run_cli("video", src, tmp_path / "out.mp4", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "6 frames" in result.stdout and "copied aac" in result.stdout
+    assert stream_seconds(tmp_path / "out.mp4", "audio")
+    assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
+def test_interrupt_leaves_no_output(tmp_path):
+    src = make_clip(tmp_path / "in.mp4", frames=400, size=(320, 240), audio=None)
+    out = tmp_path / "out.mp4"
+    process = subprocess.Popen([sys.executable, "-m", "realtime_style", "video", str(src), str(out), "--quiet"],
+                               cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not any("partial" in p.name for p in tmp_path.iterdir()):  # encoding has begun
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read() if process.stderr else ""
+        time.sleep(0.05)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_bad_inputs_get_one_line(tmp_path):
+    good = make_clip(tmp_path / "good.mp4", frames=4, size=(64, 48))
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 20)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    audio_only = make_clip(tmp_path / "audio_only.m4a", video=False)
+    empty = make_clip(tmp_path / "empty.mp4", frames=0, frame_times=[], audio=None)
+    broken_model = tmp_path / "broken.onnx"
+    broken_model.write_bytes(b"\x08\x07garbage")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    exists = tmp_path / "exists.mp4"
+    exists.write_bytes(b"keep me")
+    cases = [
+        ((tmp_path / "missing.mp4", tmp_path / "o1.mp4"), "no such file"),
+        ((tmp_path, tmp_path / "o2.mp4"), "is a folder"),
+        ((text, tmp_path / "o3.mp4"), "not a video FFmpeg can read"),
+        ((truncated, tmp_path / "o4.mp4"), "truncated.mp4"),
+        ((audio_only, tmp_path / "o5.mp4"), "has no video stream"),
+        ((empty, tmp_path / "o6.mp4"), "empty.mp4"),
+        ((good, tmp_path / "o7.mp4", "--style", "mosaik"), "did you mean"),
+        ((good, tmp_path / "o8.mp4", "--style", broken_model), "not a usable ONNX model"),
+        ((good, exists), "already exists"),
+        ((good, good, "--overwrite"), "is also an input"),
+    ]
+    if os.geteuid() != 0:  # root writes anywhere
+        cases.append(((good, locked / "o.mp4"), "not writable"))
+    for args, fragment in cases:
+        assert_one_line_error(run_cli("video", *args, "--quiet"), fragment)
+    assert exists.read_bytes() == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("o")) == []
+    locked.chmod(0o700)
