@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Real-time neural style transfer.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    _add_image(commands)
+    _add_webcam(commands)
     _add_video(commands)
+    _add_image(commands)
     _add_styles(commands)
     _add_still(commands)
     _add_export(commands)
@@ -134,6 +135,52 @@ def _run_video(args: argparse.Namespace) -> None:
     if report.bad_packets:
         print(f"{PROG}: warning: {report.bad_packets} damaged packet(s) in {args.input} were skipped",
               file=sys.stderr)
+
+
+def _add_webcam(commands) -> None:
+    from realtime_style.webcam import KEYS_HELP
+
+    p = commands.add_parser("webcam", help="stylize the webcam live, in a window",
+                            description="Stylize a camera (or a video file or stream) live. Keys in the window: "
+                                        + KEYS_HELP)
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--camera", type=int, default=None, metavar="N", help="camera index (default: first found)")
+    source.add_argument("--source", default=None, metavar="PATH_OR_URL",
+                        help="a video file or stream instead of a camera (a file plays at its own frame rate)")
+    p.add_argument("--size", default=None, metavar="WxH", help="capture resolution to ask of the camera, e.g. 1280x720")
+    p.add_argument("--mirror", action="store_true", help="selfie view (flip left-right)")
+    p.add_argument("--record", default=None, metavar="OUT.mp4", help="record what is shown (H.264, real timestamps)")
+    p.add_argument("--virtual-cam", action="store_true",
+                   help="send the stylized feed to a virtual camera (pip install 'rtstyle[virtualcam]')")
+    p.add_argument("--no-window", action="store_true", help="no window (with --record, --virtual-cam or tests)")
+    p.add_argument("--fullscreen", action="store_true")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                   help="give up when the source sends no frame for S seconds (default: 5)")
+    _add_engine_options(p)
+    p.set_defaults(handler=_run_webcam)
+
+
+def _run_webcam(args: argparse.Namespace) -> None:
+    from realtime_style.styles import installed_styles
+    from realtime_style.webcam import WebcamOptions, run_webcam
+
+    size = None
+    if args.size:
+        try:
+            width, height = (int(v) for v in args.size.lower().split("x"))
+            size = (width, height)
+        except ValueError:
+            raise UserError(f"--size {args.size}: give WIDTHxHEIGHT, e.g. 1280x720") from None
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError("--max-frames must be at least 1")
+    options = WebcamOptions(camera=args.camera, source=args.source, size=size, mirror=args.mirror,
+                            record=args.record, virtual_cam=args.virtual_cam, window=not args.no_window,
+                            fullscreen=args.fullscreen, max_frames=args.max_frames, stall_seconds=args.timeout)
+    engine = _engine_from(args)
+    styles = [s.name for s in installed_styles()]
+    summary = run_webcam(engine, options, styles)
+    print(f"{engine.display_name}: {summary.line()}")
 
 
 def _add_styles(commands) -> None:

@@ -15,6 +15,18 @@ from typing import Iterator
 from realtime_style.errors import UserError
 
 
+def check_input_file(path: str | os.PathLike, kind: str) -> Path:
+    """An input that exists, is a file and can be read; ``kind`` names it in the error ("an image")."""
+    source = Path(path)
+    if not source.exists():
+        raise UserError(f"{source}: no such file")
+    if source.is_dir():
+        raise UserError(f"{source}: is a folder, not {kind}")
+    if not os.access(source, os.R_OK):
+        raise UserError(f"{source}: permission denied")
+    return source
+
+
 def check_output_path(output: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = (),
                       overwrite: bool = False) -> Path:
     """Refuse outputs that would destroy data, before any work is done."""
@@ -44,19 +56,33 @@ def atomic_output(output: str | os.PathLike) -> Iterator[Path]:
     the extension (Pillow, PyAV) still do. On any exception, Ctrl-C included,
     the temporary file is removed and ``output`` is left as it was.
     """
+    tmp = temporary_beside(output)
+    try:
+        yield tmp
+        commit(tmp, output)
+    except BaseException:
+        discard(tmp)
+        raise
+
+
+def temporary_beside(output: str | os.PathLike) -> Path:
+    """A new empty file in the output's folder, named after it, for writers that outlive one block."""
     out = Path(output)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".partial{out.suffix}",
                                     dir=out.parent if str(out.parent) else ".")
     os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    return Path(tmp_name)
+
+
+def commit(tmp: Path, output: str | os.PathLike) -> None:
+    """Give the finished temporary file normal permissions (mkstemp makes 0600) and its final name."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, output)
+
+
+def discard(tmp: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
 
 
 def _umask() -> int:

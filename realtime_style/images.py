@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from realtime_style.errors import UserError
-from realtime_style.files import atomic_output
+from realtime_style.files import atomic_output, check_input_file
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -34,11 +34,7 @@ class RGBImage:
 
 def load_image(path: str | os.PathLike) -> RGBImage:
     """Read any image Pillow can open, upright and as 8-bit RGB (+ alpha)."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder, not an image")
+    path = check_input_file(path, "an image")
     try:
         with Image.open(path) as im:
             im.load()

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from realtime_style.engine import StyleEngine
 from realtime_style.errors import UserError
-from realtime_style.files import atomic_output, check_output_path
+from realtime_style.files import atomic_output, check_input_file, check_output_path
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 # Audio codecs each container takes as they are; any other audio is re-encoded to the second entry.
@@ -88,7 +88,7 @@ def prepare_video(input_path: str | os.PathLike, output_path: str | os.PathLike,
                   options: VideoOptions | None = None) -> VideoJob:
     """Check the input, the output and the options before any model is loaded or file written."""
     options = options or VideoOptions()
-    source = _check_input(input_path)
+    source = check_input_file(input_path, "a video")
     output = check_output_path(output_path, (source,), options.overwrite)
     suffix = output.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
@@ -102,17 +102,6 @@ def stylize_video(job: VideoJob, engine: StyleEngine, progress: bool = True) -> 
     """Run a prepared job; the output appears only once it is complete."""
     with atomic_output(job.output) as tmp:
         return _transcode(job.source, tmp, engine, job.options, job.probe, progress)
-
-
-def _check_input(path: str | os.PathLike) -> Path:
-    source = Path(path)
-    if not source.exists():
-        raise UserError(f"{source}: no such file")
-    if source.is_dir():
-        raise UserError(f"{source}: is a folder, not a video")
-    if not os.access(source, os.R_OK):
-        raise UserError(f"{source}: permission denied")
-    return source
 
 
 def _open_input(source: Path) -> av.container.InputContainer:

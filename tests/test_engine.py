@@ -118,3 +118,18 @@ def test_bad_controls_and_models_are_user_errors(tmp_path):
         StyleEngine(broken)
     with pytest.raises(UserError, match="did you mean"):
         StyleEngine("mosaik")
+
+
+def _has_cuda_ort() -> bool:
+    from realtime_style.backends import ort_providers
+
+    return "CUDAExecutionProvider" in ort_providers()
+
+
+@pytest.mark.skipif(not _has_cuda_ort(), reason="no CUDA build of ONNX Runtime on this machine")
+def test_gpu_engine_matches_the_torch_fp32_net(photo):
+    pytest.importorskip("torch")
+    gpu = StyleEngine("mosaic", device="cuda")
+    reference = StyleEngine("mosaic", device="cpu", backend="torch")
+    assert "float16" in gpu.backend.description
+    assert psnr(gpu.stylize(photo), reference.stylize(photo)) >= 40.0  # fp16 against fp32
