@@ -321,6 +321,7 @@ class WebcamLoop:
         self.last_input_index = -1
         self._canvas: np.ndarray | None = None
         self._window = "rtstyle"
+        self._window_sized = False
         self._virtual = None
         self._times: deque = deque(maxlen=30)
         self._record_request: tuple[Path, bool] | None = (Path(options.record), False) if options.record else None
@@ -406,10 +407,11 @@ class WebcamLoop:
         if self.switcher.message:
             lines.append(self.switcher.message)
         lines.append(KEYS_HELP if self.show_help else "h: keys")
+        band = shown[: 8 + 22 * len(lines)]
+        band //= 3  # a dark band under the text, readable on any picture
         for i, text in enumerate(lines):
-            y = 22 + 22 * i
-            cv2.putText(shown, text, (10, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(shown, text, (10, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(shown, text, (10, 22 + 22 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
+                        cv2.LINE_AA)
         return shown
 
     def _recent_fps(self) -> float:
@@ -419,8 +421,8 @@ class WebcamLoop:
         return (len(self._times) - 1) / (self._times[-1] - self._times[0])
 
     def _open_window(self) -> None:
-        try:
-            cv2.namedWindow(self._window, cv2.WINDOW_NORMAL)
+        try:  # resizable, aspect kept, without the Qt backend's toolbar
+            cv2.namedWindow(self._window, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         except cv2.error:
             raise UserError("this OpenCV has no window support (opencv-python-headless). For the window: "
                             "pip uninstall -y opencv-python-headless && pip install opencv-python; "
@@ -433,6 +435,9 @@ class WebcamLoop:
             self._send_virtual(view)
         if not self.options.window:
             return
+        if not self._window_sized and not self.options.fullscreen:
+            cv2.resizeWindow(self._window, view.shape[1], view.shape[0])  # start at the frame's own size
+            self._window_sized = True
         cv2.imshow(self._window, self._overlay(view))
         key = cv2.waitKey(1) & 0xFF
         if key != 0xFF:
