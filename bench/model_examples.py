@@ -4,9 +4,8 @@
         --photos ../shared/data/eval/kodak24/kodim23.png ../shared/data/eval/kodak24/kodim05.png \
         --out docs/img/mosaic_examples.jpg
 
-Runs the shipped fp16 .onnx file in ONNX Runtime, exactly as exported (input padded by reflection
-to a multiple of 4, output cropped back), and also reports the loss of each result under the
-model's own training objective, next to the loss of the unchanged photo.
+Runs the model through the runtime's engine (ONNX Runtime), and also reports the loss of each
+result under the model's own training objective, next to the loss of the unchanged photo.
 """
 
 from __future__ import annotations
@@ -16,20 +15,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 
-from realtime_style.images import load_image, resize_long_side, save_image, to_float, to_uint8
-from realtime_style.padding import padded_side
-
-
-def stylize(session: ort.InferenceSession, rgb: np.ndarray) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    ph, pw = padded_side(h), padded_side(w)
-    x = np.pad(to_float(rgb), ((0, ph - h), (0, pw - w), (0, 0)), mode="reflect")
-    dtype = np.float16 if session.get_inputs()[0].type == "tensor(float16)" else np.float32
-    y = session.run(None, {"image": x.transpose(2, 0, 1)[None].astype(dtype)})[0]
-    return y[0, :, :h, :w].transpose(1, 2, 0).astype(np.float32)
+from realtime_style.engine import StyleEngine
+from realtime_style.images import load_image, resize_long_side, save_image
 
 
 def main() -> None:
@@ -41,21 +30,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    session = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
-    meta = session.get_modelmeta().custom_metadata_map
+    engine = StyleEngine(args.model, device="cpu")
+    meta = engine.metadata
     print(f"{args.model}: {meta.get('arch')} net, {meta.get('train_steps')} steps, "
           f"fp16 PSNR {meta.get('fp16_psnr_db')} dB")
     painting = load_image(args.painting).rgb
     rows, results = [], []
     for path in args.photos:
         photo = resize_long_side(load_image(path).rgb, args.long_side)
-        result = stylize(session, photo)
+        result = engine.stylize(photo)
         results.append((Path(path).stem, photo, result))
         art = np.asarray(Image.fromarray(painting).resize(
             (round(painting.shape[1] * photo.shape[0] / painting.shape[0]), photo.shape[0]),
             Image.Resampling.LANCZOS))
         gap = np.full((photo.shape[0], 4, 3), 255, np.uint8)
-        rows.append(np.concatenate([photo, gap, art, gap, to_uint8(result)], axis=1))
+        rows.append(np.concatenate([photo, gap, art, gap, result], axis=1))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     save_image(args.out, np.concatenate(rows, axis=0), quality=85)
@@ -65,6 +54,19 @@ def main() -> None:
 
 def _report_losses(meta: dict, painting: np.ndarray, results: list) -> None:
     """The model's own objective on each photo: how far one forward pass gets."""
+    objective = model_objective(meta, painting)
+    if objective is None:
+        return
+    print("| photo | objective of the photo | objective of the stylized photo (style term) |")
+    print("|---|---:|---:|")
+    for name, photo, result in results:
+        before, after = objective(photo, photo), objective(photo, result)
+        print(f"| {name} | {before['total']:.3f} | {after['total']:.3f} ({after['style']:.3f}) |")
+
+
+def model_objective(meta: dict, painting: np.ndarray):
+    """f(photo, result) -> the loss terms of ``result`` under the objective the model was trained with
+    (same VGG19, layers and weights: the Gatys objective); None without torch."""
     try:
         import torch
 
@@ -72,23 +74,20 @@ def _report_losses(meta: dict, painting: np.ndarray, results: list) -> None:
         from realtime_style.torch_utils import image_to_tensor
         from realtime_style.vgg import load_vgg19
     except ImportError:
-        return
+        return None
     loss = json.loads(meta["loss"])
     config = json.loads(meta["train_config"])
     weights = LossWeights(content=loss["content"], style=loss["style"], tv=loss["tv"],
                           style_layers=loss["style_layers"], content_layer=loss["content_layer"])
     loss_fn = PerceptualLoss(load_vgg19(), weights)
-    style = image_to_tensor(resize_long_side(painting, int(config.get("style_size", 512))))
-    grams = loss_fn.style_targets(style)
-    print("| photo | objective of the photo | objective of the stylized photo (style term) |")
-    print("|---|---:|---:|")
-    with torch.no_grad():
-        for name, photo, result in results:
-            content = image_to_tensor(photo)
-            target = loss_fn.content_targets(content)
-            before = loss_fn(content, target, grams).as_floats()
-            after = loss_fn(image_to_tensor(result), target, grams).as_floats()
-            print(f"| {name} | {before['total']:.3f} | {after['total']:.3f} ({after['style']:.3f}) |")
+    grams = loss_fn.style_targets(image_to_tensor(resize_long_side(painting, int(config.get("style_size", 512)))))
+
+    def objective(photo: np.ndarray, result: np.ndarray) -> dict[str, float]:
+        with torch.no_grad():
+            target = loss_fn.content_targets(image_to_tensor(photo))
+            return loss_fn(image_to_tensor(result), target, grams).as_floats()
+
+    return objective
 
 
 if __name__ == "__main__":

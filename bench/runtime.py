@@ -5,7 +5,7 @@
 
 Model-only: the backend alone on a padded float batch (what the net costs). Engine: `StyleEngine.stylize`
 on a uint8 frame (adds padding, conversion and the crop). End to end: `stylize_video` on a real clip of
-that size, decode and encode included, with its audio. The ratio end-to-end / model-only says how well
+that size (the shared video, or a synthetic clip), decode and encode included, with its audio. The ratio end-to-end / model-only says how well
 decode, stylize and encode overlap. Architectures without a shipped model are timed with an untrained
 net of that architecture (the weights do not change the cost).
 """
@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 
+from realtime_style.benchmark import model_for, synthetic_clip
 from realtime_style.engine import StyleEngine
 from realtime_style.video import VideoOptions, prepare_video, stylize_video
 
@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        print(f"| arch | size | backend | model-only fps | engine fps | `rtstyle video` fps | end-to-end / model |")
+        print("| arch | size | backend | model-only fps | engine fps | `rtstyle video` fps | end-to-end / model |")
         print("|---|---|---|---:|---:|---:|---:|")
         for arch in args.archs:
             model = model_for(arch, Path(tmp))
@@ -50,7 +50,8 @@ def main() -> None:
                 batch = frame.transpose(2, 0, 1)[None].astype(np.float32) / 255
                 model_fps = 1 / median_seconds(lambda: engine.backend.run(batch), args.repeats)
                 engine_fps = 1 / median_seconds(lambda: engine.stylize(frame), args.repeats)
-                clip = clip_for(video, width, height, args.frames, Path(tmp))
+                clip = VIDEOS / video if (VIDEOS / video).exists() else synthetic_clip(
+                    Path(tmp) / f"clip_{size}.mp4", width, height, args.frames + 10)
                 out = Path(tmp) / f"out_{arch}_{size}.mp4"
                 job = prepare_video(clip, out, VideoOptions(duration=args.frames / 25, overwrite=True))
                 report = stylize_video(job, engine, progress=False)
@@ -67,48 +68,6 @@ def median_seconds(run, repeats: int) -> float:
         run()
         times.append(time.perf_counter() - began)
     return statistics.median(times)
-
-
-def model_for(arch: str, tmp: Path) -> Path:
-    shipped = ROOT / "models" / "mosaic.onnx"
-    from realtime_style.styles import read_metadata
-
-    if read_metadata(shipped).get("arch", "standard") == arch:
-        return shipped
-    import json
-
-    import onnx
-
-    from realtime_style.export import onnx_model_bytes
-    from realtime_style.transformer_net import build_net
-
-    net = build_net(arch).eval()
-    model = onnx.load_from_string(onnx_model_bytes(net, fp16=True))
-    onnx.helper.set_model_props(model, {"name": f"untrained_{arch}", "arch": arch,
-                                        "net_config": json.dumps(net.config.to_dict())})
-    path = tmp / f"untrained_{arch}.onnx"
-    onnx.save(model, str(path))
-    return path
-
-
-def clip_for(name: str, width: int, height: int, frames: int, tmp: Path) -> Path:
-    """The shared video of that size if present, else a synthetic clip (noise over a gradient) with sound."""
-    shared = VIDEOS / name
-    if shared.exists():
-        return shared
-    path = tmp / f"synthetic_{width}x{height}.mp4"
-    if path.exists():
-        return path
-    rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        base = np.linspace(0, 255, width, dtype=np.float32)[None, :, None].repeat(height, 0).repeat(3, 2)
-        for _ in range(frames):
-            image = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode(None))
-    return path
 
 
 if __name__ == "__main__":

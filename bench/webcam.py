@@ -14,10 +14,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import av
-import numpy as np
-from runtime import model_for
-
+from realtime_style.benchmark import model_for, synthetic_clip
 from realtime_style.engine import StyleControls, StyleEngine
 from realtime_style.webcam import WebcamLoop, WebcamOptions
 
@@ -35,7 +32,7 @@ def main() -> None:
         if args.soak:
             soak(args.soak, tmp, args.device)
             return
-        source = synthetic_source(tmp / "camera.mp4", 640, 480, args.frames + 30)
+        source = synthetic_clip(tmp / "camera.mp4", 640, 480, args.frames + 30)
         print("| arch | source | backend | fps | latency p50 ms | latency p95 ms | frames dropped |")
         print("|---|---|---|---:|---:|---:|---:|")
         for arch in args.archs:
@@ -49,7 +46,7 @@ def main() -> None:
 
 def soak(frames: int, tmp: Path, device: str) -> None:
     """A long headless run; RSS should stay flat once the first frames have warmed everything up."""
-    source = synthetic_source(tmp / "long.mp4", 320, 240, frames * 2)  # the loop drops some: keep it fed
+    source = synthetic_clip(tmp / "long.mp4", 320, 240, frames * 2)  # the loop drops some: keep it fed
     engine = StyleEngine(model_for("lite", tmp), device=device, controls=StyleControls(max_size=160))
     samples: list[tuple[int, float]] = []
 
@@ -68,22 +65,6 @@ def soak(frames: int, tmp: Path, device: str) -> None:
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096 / 1e6
-
-
-def synthetic_source(path: Path, width: int, height: int, frames: int) -> Path:
-    """A clip with motion and noise, so that every frame differs as a camera's would."""
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast"}
-        for i in range(frames):
-            base = 127 + 100 * np.sin((x + 3 * i) / 37.0)[..., None] * np.cos((y - 2 * i) / 23.0)[..., None]
-            image = np.clip(base + rng.normal(0, 8, (height, width, 3)), 0, 255).astype(np.uint8)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode(None))
-    return path
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ class OrtGpuBackend:
 class TorchBackend:
     """The net rebuilt in PyTorch from the ONNX file's weights (fp16 on CUDA)."""
 
-    def __init__(self, path: str | os.PathLike, device: str):
+    def __init__(self, path: str | os.PathLike, device: str, half: bool | None = None):
         from realtime_style.errors import require_torch
 
         torch = require_torch("--backend torch")
@@ -187,18 +187,33 @@ class TorchBackend:
                                            residual_blocks=int(config["residual_blocks"])))
         except (KeyError, ValueError, TypeError) as exc:
             raise UserError(f"{path}: no usable net_config in the model's metadata ({exc})") from None
-        prefix = "net."
-        state = {t.name[len(prefix):]: torch.from_numpy(numpy_helper.to_array(t).astype(np.float32))
-                 for t in model.graph.initializer if t.name.startswith(prefix)}
+        # The graph runs the net's convs and norms in the order the module declares them, so their
+        # weights map onto the state dict by position. (Names are not reliable: the exporter merges
+        # identical initializers, e.g. the ones and zeros of an untrained net's norms.)
+        initializers = {t.name: t for t in model.graph.initializer}
+        aliases = {node.output[0]: node.input[0] for node in model.graph.node if node.op_type == "Identity"}
+
+        def weight(name: str):
+            while name not in initializers and name in aliases:  # merged initializers hide behind Identity
+                name = aliases[name]
+            return initializers[name]
+
+        tensors = [weight(name) for node in model.graph.node
+                   if node.op_type in ("Conv", "InstanceNormalization") for name in node.input[1:3]]
+        keys = list(net.state_dict())
+        state = {key: torch.from_numpy(numpy_helper.to_array(t).astype(np.float32)) for key, t in zip(keys, tensors)}
         try:
+            if len(tensors) != len(keys):
+                raise RuntimeError(f"{len(tensors)} weight tensors in the graph, {len(keys)} in the net")
             net.load_state_dict(state)
-        except RuntimeError as exc:
+        except (RuntimeError, KeyError) as exc:
             raise UserError(f"{path}: weights do not fit the {config} net ({str(exc)[:200]})") from None
         self.torch = torch
         self.device = torch.device(device)
-        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        half = self.device.type == "cuda" if half is None else half
+        self.dtype = torch.float16 if half else torch.float32
         self.net = net.eval().to(self.device, self.dtype)
-        if self.device.type == "cuda":
+        if half:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.description = f"torch {self.device} {str(self.dtype).replace('torch.', '')}"
 
@@ -207,7 +222,7 @@ class TorchBackend:
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device, self.dtype,
                                                                               non_blocking=True)
-            if self.device.type == "cuda":
+            if self.dtype == torch.float16:
                 x = x.contiguous(memory_format=torch.channels_last)
             return self.net.body(x).float().cpu().numpy()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_video(commands)
     _add_image(commands)
     _add_styles(commands)
+    _add_bench(commands)
     _add_still(commands)
     _add_export(commands)
     _add_weights(commands)
@@ -113,6 +115,9 @@ def _add_video(commands) -> None:
     p.add_argument("--codec", default=None, help="video encoder (default: libx264; libvpx-vp9 for .webm)")
     p.add_argument("--crf", type=int, default=defaults.crf, help=f"quality, lower is better (default: {defaults.crf})")
     p.add_argument("--preset", default=defaults.preset, help=f"x264 speed preset (default: {defaults.preset})")
+    p.add_argument("--stabilize", type=float, nargs="?", const=0.6, default=0.0, metavar="S",
+                   help="reduce flicker: blend the previous frame, moved along the optical flow, where the "
+                        "scene is steady (S in 0..1, default 0.6 when given)")
     p.add_argument("--start", type=float, default=0.0, help="start at this many seconds")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -125,7 +130,7 @@ def _run_video(args: argparse.Namespace) -> None:
     from realtime_style.video import VideoOptions, prepare_video, stylize_video
 
     options = VideoOptions(codec=args.codec, crf=args.crf, preset=args.preset, start=args.start,
-                           duration=args.duration, overwrite=args.overwrite)
+                           duration=args.duration, overwrite=args.overwrite, stabilize=args.stabilize)
     job = prepare_video(args.input, args.output, options)
     engine = _engine_from(args)
     report = stylize_video(job, engine, progress=not args.quiet)
@@ -154,6 +159,8 @@ def _add_webcam(commands) -> None:
                    help="send the stylized feed to a virtual camera (pip install 'rtstyle[virtualcam]')")
     p.add_argument("--no-window", action="store_true", help="no window (with --record, --virtual-cam or tests)")
     p.add_argument("--fullscreen", action="store_true")
+    p.add_argument("--stabilize", type=float, nargs="?", const=0.6, default=0.0, metavar="S",
+                   help="reduce flicker with optical flow (S in 0..1, default 0.6 when given; costs time per frame)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     p.add_argument("--timeout", type=float, default=5.0, metavar="S",
                    help="give up when the source sends no frame for S seconds (default: 5)")
@@ -176,11 +183,36 @@ def _run_webcam(args: argparse.Namespace) -> None:
         raise UserError("--max-frames must be at least 1")
     options = WebcamOptions(camera=args.camera, source=args.source, size=size, mirror=args.mirror,
                             record=args.record, virtual_cam=args.virtual_cam, window=not args.no_window,
-                            fullscreen=args.fullscreen, max_frames=args.max_frames, stall_seconds=args.timeout)
+                            fullscreen=args.fullscreen, max_frames=args.max_frames, stall_seconds=args.timeout,
+                            stabilize=args.stabilize)
     engine = _engine_from(args)
     styles = [s.name for s in installed_styles()]
     summary = run_webcam(engine, options, styles)
     print(f"{engine.display_name}: {summary.line()}")
+
+
+def _add_bench(commands) -> None:
+    p = commands.add_parser("bench", help="measure how fast each backend runs the nets on this machine",
+                            description="Time every available backend (torch eager fp32 as the reference, "
+                                        "ONNX Runtime CPU/CUDA/TensorRT, torch CUDA fp16) on each architecture "
+                                        "and frame size, then `rtstyle video` and the webcam loop end to end.")
+    p.add_argument("--archs", nargs="+", default=["standard", "lite"], choices=["standard", "lite"])
+    p.add_argument("--sizes", nargs="+", default=["640x480", "1280x720", "1920x1080"], metavar="WxH")
+    p.add_argument("--repeats", type=int, default=10, help="timed runs per row (default: 10)")
+    p.add_argument("--quick", action="store_true", help="a few seconds: lite net, 160x120")
+    p.set_defaults(handler=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> None:
+    from realtime_style import benchmark
+
+    for size in args.sizes:
+        if not re.fullmatch(r"\d+x\d+", size):
+            raise UserError(f"--sizes {size}: give WIDTHxHEIGHT, e.g. 1280x720")
+    if args.quick:
+        benchmark.run(("lite",), ("160x120",), repeats=3)
+    else:
+        benchmark.run(tuple(args.archs), tuple(args.sizes), repeats=args.repeats)
 
 
 def _add_styles(commands) -> None:

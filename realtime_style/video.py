@@ -31,6 +31,7 @@ from tqdm import tqdm
 from realtime_style.engine import StyleEngine
 from realtime_style.errors import UserError
 from realtime_style.files import atomic_output, check_input_file, check_output_path
+from realtime_style.temporal import Stabilizer
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 # Audio codecs each container takes as they are; any other audio is re-encoded to the second entry.
@@ -55,6 +56,7 @@ class VideoOptions:
     start: float = 0.0            # seconds
     duration: float | None = None
     overwrite: bool = False
+    stabilize: float = 0.0        # run-time flicker reduction (realtime_style.temporal.Stabilizer); 0 = off
 
 
 @dataclass
@@ -95,6 +97,8 @@ def prepare_video(input_path: str | os.PathLike, output_path: str | os.PathLike,
         raise UserError(f"{output}: unknown video type {suffix or '(none)'}; use one of {', '.join(VIDEO_SUFFIXES)}")
     if options.start < 0 or (options.duration is not None and options.duration <= 0):
         raise UserError("--start must be 0 or more and --duration above 0")
+    if not 0.0 <= options.stabilize < 1.0:
+        raise UserError(f"--stabilize must be at least 0 and below 1, not {options.stabilize}")
     return VideoJob(source, output, options, _probe(source, options))
 
 
@@ -246,12 +250,16 @@ def _transcode(source: Path, target: Path, engine: StyleEngine, options: VideoOp
         began = time.perf_counter()
         reader.start()
         writer.start()
+        stabilizer = Stabilizer(options.stabilize) if options.stabilize else None
         bar = tqdm(total=probe.expected_frames or None, unit="frame", disable=not progress, dynamic_ncols=True,
                    desc=engine.name)
         try:
             while (item := _get(to_engine, stop)) is not _END:
                 rgb, pts, time_base = item
-                styled = engine.stylize(rgb)[: report.height, : report.width]
+                styled = engine.stylize(rgb)
+                if stabilizer:
+                    styled = stabilizer(rgb, styled)
+                styled = styled[: report.height, : report.width]
                 _put(to_writer, ("video", styled, pts, time_base), stop)
                 report.frames += 1
                 bar.update(1)

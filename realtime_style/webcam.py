@@ -28,6 +28,7 @@ from realtime_style.engine import StyleEngine
 from realtime_style.errors import UserError
 from realtime_style.files import check_input_file, check_output_path, commit, discard, temporary_beside
 from realtime_style.images import save_image
+from realtime_style.temporal import Stabilizer
 
 VIEWS = ("stylized", "split", "original")
 KEYS_HELP = ("n/p or 1-9: style   +/-: strength   [/]: scale   v: view   c: colours   "
@@ -51,6 +52,7 @@ class WebcamOptions:
     window: bool = True
     fullscreen: bool = False
     max_frames: int | None = None
+    stabilize: float = 0.0             # flow-guided flicker reduction (realtime_style.temporal); 0 = off
     realtime_file: bool = True         # a file source plays at its own frame rate, like a camera
     stall_seconds: float = STALL_SECONDS
     screenshot_dir: str = "."
@@ -311,6 +313,7 @@ class WebcamLoop:
         self.switcher = StyleSwitcher(styles or [engine.name], engine,
                                       make_engine or (lambda name: StyleEngine(name, controls=self.controls)))
         self.on_frame = on_frame
+        self.stabilizer = Stabilizer(options.stabilize) if options.stabilize else None
         self.view = "stylized"
         self.paused = False
         self.show_help = False
@@ -385,6 +388,8 @@ class WebcamLoop:
             styled = frame
         else:
             styled = self.engine.stylize(frame, self.controls)
+            if self.stabilizer:
+                styled = self.stabilizer(frame, styled)
         if self.view == "split":
             if self._canvas is None or self._canvas.shape != frame.shape:
                 self._canvas = np.empty_like(frame)

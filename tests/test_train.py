@@ -140,8 +140,8 @@ def test_tiny_run_writes_a_checkpoint_logs_and_previews(workdir: Path, straight)
     assert out.shape == (1, 3, 30, 42) and torch.isfinite(out).all()
 
     rows = (run / "loss.csv").read_text().splitlines()
-    assert rows[0] == "step,content,style,tv,total,images_per_s" and len(rows) == 21
-    first, last = (float(r.split(",")[4]) for r in (rows[1], rows[-1]))
+    assert rows[0] == "step,content,style,tv,temporal,total,images_per_s" and len(rows) == 21
+    first, last = (float(r.split(",")[5]) for r in (rows[1], rows[-1]))  # total
     assert last < first, "the loss should fall over 20 steps"
     assert sorted(p.name for p in (run / "previews").iterdir()) == ["step_000010.png", "step_000020.png"]
     with Image.open(run / "previews" / "step_000020.png") as grid:
@@ -162,6 +162,19 @@ def test_tiny_run_exports_a_model_onnx_runtime_runs(workdir: Path, straight):
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     out = session.run(None, {"image": np.random.rand(1, 3, 32, 48).astype(np.float16)})[0]
     assert out.shape == (1, 3, 32, 48) and np.isfinite(out).all()
+
+
+def test_stability_term_is_trained_and_logged(workdir: Path):
+    on = train(workdir, *fresh(workdir, "steady", "--steps", "4", "--workers", "0", "--temporal-weight", "1000",
+                               "--no-export"))
+    assert_ok(on)
+    off = train(workdir, *fresh(workdir, "unsteady", "--steps", "4", "--workers", "0", "--temporal-weight", "0",
+                                "--no-export"))
+    assert_ok(off)
+    column = {name: [float(r.split(",")[4]) for r in (workdir / "runs" / name / "loss.csv").read_text().splitlines()[1:]]
+              for name in ("steady", "unsteady")}
+    assert all(v > 0 for v in column["steady"]) and all(v == 0 for v in column["unsteady"])
+    assert load_checkpoint(workdir / "runs" / "steady" / "checkpoint.pt")["config"]["temporal_weight"] == 1000
 
 
 def test_corrupt_images_are_skipped_and_counted(straight):

@@ -50,6 +50,7 @@ from realtime_style.export import export_checkpoint
 from realtime_style.images import load_image, resize_long_side, save_image, to_uint8
 from realtime_style.losses import (CONTENT_LAYER, STYLE_WEIGHT, TV_WEIGHT, LossWeights,
                                    PerceptualLoss)
+from realtime_style.stability import stability_loss
 from realtime_style.torch_utils import image_to_tensor, select_device
 from realtime_style.transformer_net import ARCHITECTURES, build_net
 from realtime_style.vgg import load_vgg19
@@ -68,11 +69,15 @@ CPU_CHANNELS_LAST = False
 # blobs of paint and no photo; 1e-4 kept the photo (docs/training.md, "Choosing the content weight").
 TRAIN_CONTENT_WEIGHT = 1e-4
 
+# Weight of the stability loss (realtime_style/stability.py): stylizing a slightly moved, noisy photo
+# must equal moving the stylized photo. Chosen by measuring flicker against style loss (docs/temporal.md).
+TEMPORAL_WEIGHT = 0.0
+
 DEFAULTS = {
     "style": None, "name": None, "data": None, "steps": None, "epochs": None,
     "batch_size": 4, "size": 256, "style_size": 512, "lr": 1e-3,
     "content_weight": TRAIN_CONTENT_WEIGHT, "style_weight": STYLE_WEIGHT, "tv_weight": TV_WEIGHT,
-    "content_layer": CONTENT_LAYER,
+    "content_layer": CONTENT_LAYER, "temporal_weight": TEMPORAL_WEIGHT,
     "arch": "standard", "seed": 0, "workers": 2, "device": "auto", "out_dir": None,
     "checkpoint_every": 200, "preview_every": 200, "resume": None, "overwrite": False,
     "amp": True, "channels_last": None, "models_dir": "models", "export": True,
@@ -80,7 +85,7 @@ DEFAULTS = {
 }
 # A resumed run keeps these from its checkpoint; giving a different value is an error.
 RUN_DEFINING = ("name", "arch", "batch_size", "size", "style_size", "lr", "content_weight", "content_layer",
-                "style_weight", "tv_weight", "seed")
+                "style_weight", "tv_weight", "temporal_weight", "seed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-weight", type=float, help=f"default {d['style_weight']}")
     p.add_argument("--tv-weight", type=float, help=f"default {d['tv_weight']}")
     p.add_argument("--content-layer", help=f"VGG19 layer of the content loss (default {d['content_layer']})")
+    p.add_argument("--temporal-weight", type=float,
+                   help=f"stability under small motion and noise, against flicker in video; 0 turns it off "
+                        f"(default {d['temporal_weight']})")
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), help=f"default {d['arch']}")
     p.add_argument("--seed", type=int, help=f"fixes init, data order and crops (default {d['seed']})")
     p.add_argument("--workers", type=int, help=f"DataLoader worker processes (default {d['workers']})")
@@ -272,23 +280,29 @@ def main(argv: list[str] | None = None) -> int:
         output = model(images)  # the style net itself stays fp32: in bf16 it learned measurably worse
         with autocast():        # VGG, most of the compute, runs in reduced precision
             terms = loss_fn(output, loss_fn.content_targets(images), style_grams)
+        temporal = torch.zeros((), device=device)
+        if config["temporal_weight"]:
+            # Its own generator, seeded by the step, so a resumed run draws the same motions.
+            motions = torch.Generator().manual_seed(config["seed"] * 1_000_003 + step)
+            temporal = config["temporal_weight"] * stability_loss(model, images, output, motions)
         # One all-reduce carries the logged losses, the failure count and the stop request, so that
         # every process sees the same numbers and leaves the loop at the same step.
-        stats = torch.stack([terms.content.detach(), terms.style.detach(), terms.tv.detach()]).float()
+        stats = torch.stack([terms.content.detach(), terms.style.detach(), terms.tv.detach(),
+                             temporal.detach()]).float()
         stats = torch.cat([stats, torch.tensor([float(failures.sum()), float(stop.signal is not None)],
                                                device=device)])
         if world_size > 1:
             dist.all_reduce(stats)
-            stats[:3] /= world_size
-        content, style_loss, tv, failed, stopping = stats.tolist()
-        total = content + style_loss + tv
+            stats[:4] /= world_size
+        content, style_loss, tv, temporal_loss, failed, stopping = stats.tolist()
+        total = content + style_loss + tv + temporal_loss
         if not math.isfinite(total):
             bar.close()
             kept = f"{ckpt_file} (step {last_saved}) is kept" if last_saved is not None else "no checkpoint was saved"
             raise UserError(f"the loss became {total} at step {step + 1} (content {content:.4g}, style "
                             f"{style_loss:.4g}, tv {tv:.4g}); stopped, {kept}. Try a lower --lr")
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(terms.total).backward()
+        scaler.scale(terms.total + temporal).backward()
         scaler.step(optimizer)
         scaler.update()
         step += 1
@@ -297,13 +311,14 @@ def main(argv: list[str] | None = None) -> int:
         now = time.perf_counter()
         images_per_s, tick = global_batch / (now - tick), now
         if master:
-            losses_log.write(step, content, style_loss, tv, total, images_per_s)
+            losses_log.write(step, content, style_loss, tv, temporal_loss, total, images_per_s)
             if tensorboard:
-                for key, value in (("content", content), ("style", style_loss), ("tv", tv), ("total", total)):
+                for key, value in (("content", content), ("style", style_loss), ("tv", tv),
+                                   ("temporal", temporal_loss), ("total", total)):
                     tensorboard.add_scalar(f"loss/{key}", value, step)
                 tensorboard.add_scalar("images_per_s", images_per_s, step)
             bar.set_postfix_str(f"content {content:.3g} style {style_loss:.3g} tv {tv:.3g} "
-                                f"total {total:.3g} | {images_per_s:.1f} img/s", refresh=False)
+                                f"temporal {temporal_loss:.3g} total {total:.3g} | {images_per_s:.1f} img/s", refresh=False)
             bar.update()
             if previews is not None and (step % config["preview_every"] == 0 or step == total_steps):
                 grid = save_preview(net, previews, out_dir / "previews" / f"step_{step:06d}.png", memory_format)
@@ -453,7 +468,7 @@ class StopRequest:
 class LossLog:
     """loss.csv: one row per step. On resume, rows past the checkpoint (steps to be redone) are dropped."""
 
-    FIELDS = ("step", "content", "style", "tv", "total", "images_per_s")
+    FIELDS = ("step", "content", "style", "tv", "temporal", "total", "images_per_s")
 
     def __init__(self, path: Path, resume_at: int | None = None):
         rows = []
@@ -466,9 +481,10 @@ class LossLog:
         self.writer.writerows({k: r.get(k, "") for k in self.FIELDS} for r in rows)
         self.file.flush()
 
-    def write(self, step: int, content: float, style: float, tv: float, total: float, images_per_s: float):
+    def write(self, step: int, content: float, style: float, tv: float, temporal: float, total: float,
+              images_per_s: float):
         self.writer.writerow({"step": step, "content": f"{content:.6g}", "style": f"{style:.6g}",
-                              "tv": f"{tv:.6g}", "total": f"{total:.6g}", "images_per_s": f"{images_per_s:.3f}"})
+                              "tv": f"{tv:.6g}", "temporal": f"{temporal:.6g}", "total": f"{total:.6g}", "images_per_s": f"{images_per_s:.3f}"})
         self.file.flush()
 
     def close(self):
@@ -506,7 +522,7 @@ def plot_losses(csv_path: Path, png_path: Path) -> Path | None:
     if len(rows) < 2:
         return None
     steps = [int(r["step"]) for r in rows]
-    series = {key: [float(r[key]) for r in rows] for key in ("total", "content", "style", "tv")}
+    series = {key: [float(r.get(key) or 0) for r in rows] for key in ("total", "content", "style", "tv", "temporal")}
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -525,7 +541,8 @@ def plot_losses(csv_path: Path, png_path: Path) -> Path | None:
     return png_path
 
 
-COLORS = {"total": (0, 0, 0), "content": (31, 119, 180), "style": (214, 39, 40), "tv": (44, 160, 44)}
+COLORS = {"total": (0, 0, 0), "content": (31, 119, 180), "style": (214, 39, 40), "tv": (44, 160, 44),
+          "temporal": (148, 103, 189)}
 
 
 def draw_plot(steps: list[int], series: dict[str, list[float]], width: int = 800, height: int = 500) -> np.ndarray:

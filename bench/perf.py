@@ -1,0 +1,30 @@
+"""Backends x architectures x frame sizes, then `rtstyle video` and the webcam loop end to end.
+
+    python bench/perf.py                  # the full table on this machine (also: rtstyle bench)
+    python bench/perf.py --quick          # seconds: what the test suite runs so that it cannot rot
+
+The measuring code lives in realtime_style/benchmark.py, shared with `rtstyle bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from realtime_style import benchmark
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--archs", nargs="+", default=list(benchmark.ARCHS))
+    parser.add_argument("--sizes", nargs="+", default=list(benchmark.SIZES), help="e.g. 640x480 1280x720")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="lite net, 160x120, 3 repeats, short end to end")
+    args = parser.parse_args()
+    if args.quick:
+        benchmark.run(("lite",), ("160x120",), repeats=3)
+    else:
+        benchmark.run(tuple(args.archs), tuple(args.sizes), repeats=args.repeats)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Flicker of style models on real videos: warping error, still-scene change, and the style price.
+
+    python bench/temporal.py runs/tw0.onnx runs/tw3000.onnx            # models side by side
+    python bench/temporal.py models/mosaic.onnx --stabilize 0.6        # with run-time stabilisation
+
+For each model and video: the warping error of the stylized frames (the previous stylized frame
+warped by the input's optical flow onto the current one, on flow-consistent pixels; 0-255 levels)
+next to the same measure on the input frames. Then the still-scene test: one Kodak photo with
+small sensor noise (std 2 levels) per frame, where the ideal output never changes; the mean
+absolute change between consecutive outputs. Then the model's own objective (Gatys loss: content,
+style, TV with its training weights) on Kodak photos at 256 px, the price of stability.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+from model_examples import model_objective
+
+from realtime_style.engine import StyleControls, StyleEngine
+from realtime_style.images import load_image, resize_long_side
+from realtime_style.temporal import Stabilizer, warping_error
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+VIDEOS = ("chaplin.mp4", "box.mp4", "vtest.avi", "big_buck_bunny_0_30.webm")
+KODAK = ("kodim23", "kodim05", "kodim15", "kodim19")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--videos", nargs="+", default=list(VIDEOS))
+    parser.add_argument("--frames", type=int, default=40, help="consecutive frames per video")
+    parser.add_argument("--max-size", type=int, default=320, help="processing long side (pixels)")
+    parser.add_argument("--stabilize", type=float, default=0.0, help="also measure with run-time stabilisation")
+    parser.add_argument("--no-objective", action="store_true", help="skip the Kodak style-loss column")
+    parser.add_argument("--cost", action="store_true",
+                        help="instead: time the stabilizer against the first model at 1280x720")
+    args = parser.parse_args()
+    if args.cost:
+        stabilizer_cost(args.models[0], args.stabilize or 0.6)
+        return
+
+    clips = {name: read_frames(SHARED / "video" / name, args.frames, args.max_size) for name in args.videos}
+    still = resize_long_side(load_image(SHARED / "eval" / "kodak24" / "kodim05.png").rgb, args.max_size)
+    rng = np.random.default_rng(0)
+    noisy = [np.clip(still + rng.normal(0, 2, still.shape), 0, 255).astype(np.uint8) for _ in range(10)]
+
+    print("| model | " + " | ".join(args.videos) + " | still scene | Kodak objective (style) |")
+    print("|---|" + "---:|" * (len(args.videos) + 2))
+    inputs_row = [f"{warping_error(f, f).input:.2f}" for f in clips.values()]
+    print(f"| input frames | {' | '.join(inputs_row)} | {mean_change(noisy):.2f} | |")
+    for model in args.models:
+        variants = [("", 0.0)] + ([(f" + stabilize {args.stabilize}", args.stabilize)] if args.stabilize else [])
+        engine = StyleEngine(model, device="cpu", controls=StyleControls())
+        for label, strength in variants:
+            cells = [f"{warping_error(f, stylize(engine, f, strength)).output:.2f}" for f in clips.values()]
+            change = mean_change(stylize(engine, noisy, strength))
+            objective = "" if args.no_objective or strength else kodak_objective(engine, args.max_size)
+            print(f"| {Path(model).stem}{label} | {' | '.join(cells)} | {change:.2f} | {objective} |", flush=True)
+
+
+def stabilizer_cost(model: str, strength: float, repeats: int = 10) -> None:
+    """Milliseconds per 1280x720 frame: the model alone, and the stabilizer on top."""
+    import time
+
+    frames = read_frames(SHARED / "video" / "bigbuckbunny.mp4", repeats + 1, 1280)
+    engine = StyleEngine(model, device="cpu")
+    stabilizer = Stabilizer(strength)
+    net_ms, stab_ms = [], []
+    for frame in frames:
+        began = time.perf_counter()
+        styled = engine.stylize(frame)
+        middle = time.perf_counter()
+        stabilizer(frame, styled)
+        net_ms.append((middle - began) * 1000)
+        stab_ms.append((time.perf_counter() - middle) * 1000)
+    net, stab = np.median(net_ms[1:]), np.median(stab_ms[1:])
+    print(f"{Path(model).stem} at {frames[0].shape[1]}x{frames[0].shape[0]}: net {net:.0f} ms/frame, "
+          f"stabilize {stab:.0f} ms/frame = {stab / net:.0%} of the frame time")
+
+
+def stylize(engine: StyleEngine, frames: list[np.ndarray], stabilize: float) -> list[np.ndarray]:
+    stabilizer = Stabilizer(stabilize) if stabilize else None
+    out = []
+    for frame in frames:
+        styled = engine.stylize(frame)
+        out.append(stabilizer(frame, styled) if stabilizer else styled)
+    return out
+
+
+def mean_change(frames: list[np.ndarray]) -> float:
+    return float(np.mean([np.abs(b.astype(np.float32) - a).mean() for a, b in zip(frames, frames[1:])]))
+
+
+def kodak_objective(engine: StyleEngine, long_side: int) -> str:
+    path = painting_of(engine.metadata)
+    if path is None:
+        return "n/a"
+    objective = model_objective(engine.metadata, load_image(path).rgb)
+    if objective is None:
+        return "n/a (no torch)"
+    totals, styles = [], []
+    for name in KODAK:
+        photo = resize_long_side(load_image(SHARED / "eval" / "kodak24" / f"{name}.png").rgb, 256)
+        terms = objective(photo, engine.stylize(photo))
+        totals.append(terms["total"])
+        styles.append(terms["style"])
+    return f"{np.mean(totals):.2f} ({np.mean(styles):.2f})"
+
+
+def painting_of(metadata: dict) -> Path | None:
+    """The style image a model was trained on: the path its run used, or the shared copy of that name."""
+    import json
+
+    trained_on = Path(json.loads(metadata.get("train_config", "{}")).get("style") or "")
+    for candidate in (trained_on, SHARED / "styles" / f"{metadata.get('style_image', '')}.jpg"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_frames(path: Path, count: int, long_side: int) -> list[np.ndarray]:
+    """The first ``count`` frames, upright RGB, scaled to ``long_side``."""
+    if not path.exists():
+        sys.exit(f"{path} not found (the shared videos live in ../shared/data/video)")
+    frames = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            frames.append(resize_long_side(frame.to_ndarray(format="rgb24"), long_side))
+            if len(frames) == count:
+                break
+    return frames
+
+
+if __name__ == "__main__":
+    main()

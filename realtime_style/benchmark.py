@@ -1,0 +1,221 @@
+"""`rtstyle bench` (and bench/perf.py): how fast each backend runs each net on this machine.
+
+One run prints a table: every backend available here (PyTorch eager fp32 as the reference a plain
+implementation would be, ONNX Runtime on the CPU, ONNX Runtime CUDA/TensorRT fp16, PyTorch CUDA
+fp16), each architecture, several frame sizes; p50/p99 ms per frame, fps, and the ratio to the
+reference row of the same run. Then `rtstyle video` end to end and the webcam loop on a file
+source. On a GPU it adds the FLOPs per frame and the achieved TFLOP/s next to the card's measured
+fp16 matmul peak.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from realtime_style.backends import OrtCpuBackend, OrtGpuBackend, TorchBackend, ort_providers
+from realtime_style.engine import StyleEngine
+from realtime_style.padding import padded_side
+from realtime_style.styles import installed_styles, read_metadata
+
+SIZES = {"640x480": (640, 480), "1280x720": (1280, 720), "1920x1080": (1920, 1080)}
+ARCHS = ("standard", "lite")
+
+
+@dataclass
+class Timing:
+    arch: str
+    size: str
+    backend: str
+    ms: np.ndarray
+    flops: float
+
+    @property
+    def p50(self) -> float:
+        return float(np.percentile(self.ms, 50))
+
+    @property
+    def p99(self) -> float:
+        return float(np.percentile(self.ms, 99))
+
+    @property
+    def fps(self) -> float:
+        return 1000.0 / self.p50
+
+
+def model_for(arch: str, folder: Path) -> Path:
+    """A shipped model of this architecture, or an untrained one written to ``folder`` (needs torch).
+
+    Weights do not change the cost, so an untrained net times an architecture no style ships in yet.
+    """
+    for style in installed_styles():
+        if read_metadata(style.path).get("arch") == arch:
+            return style.path
+    import onnx
+
+    from realtime_style.export import onnx_model_bytes
+    from realtime_style.transformer_net import build_net
+
+    net = build_net(arch).eval()
+    model = onnx.load_from_string(onnx_model_bytes(net, fp16=True))
+    onnx.helper.set_model_props(model, {"name": f"untrained_{arch}", "arch": arch,
+                                        "net_config": json.dumps(net.config.to_dict())})
+    path = folder / f"untrained_{arch}.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def backends_for(model: Path) -> list[tuple[str, object]]:
+    """(label, backend) for every way this machine can run the model; the reference first."""
+    found: list[tuple[str, object]] = []
+    try:
+        import torch
+
+        has_torch_cuda = torch.cuda.is_available()
+        # What a plain implementation runs: the torch net in fp32, on the GPU if there is one.
+        found.append(("torch eager fp32 (reference)", TorchBackend(model, "cuda" if has_torch_cuda else "cpu",
+                                                                   half=False)))
+    except ImportError:
+        has_torch_cuda = False
+    found.append(("onnxruntime CPU", OrtCpuBackend(model)))
+    providers = ort_providers()
+    if "CUDAExecutionProvider" in providers:
+        found.append(("onnxruntime CUDA fp16", OrtGpuBackend(model, "cuda")))
+    if "TensorrtExecutionProvider" in providers:
+        found.append(("onnxruntime TensorRT fp16", OrtGpuBackend(model, "tensorrt")))
+    if has_torch_cuda:
+        found.append(("torch CUDA fp16", TorchBackend(model, "cuda")))
+    return found
+
+
+def conv_flops(net_config: dict, width: int, height: int) -> float:
+    """Multiply-adds x 2 of the net's convolutions on one frame (norms and activations are noise)."""
+    c1, c2, c3 = net_config["channels"]
+    full, half, quarter = width * height, width * height / 4, width * height / 16
+    macs = (81 * 3 * c1 * full + 9 * c1 * c2 * half + 9 * c2 * c3 * quarter
+            + net_config["residual_blocks"] * 2 * 9 * c3 * c3 * quarter
+            + 9 * c3 * c2 * half + 9 * c2 * c1 * full + 81 * c1 * 3 * full)
+    return 2.0 * macs
+
+
+def time_backend(backend, width: int, height: int, repeats: int) -> np.ndarray:
+    """Milliseconds per frame (padded as the engine pads it), after two warm-up runs at this size."""
+    shape = (1, 3, padded_side(height), padded_side(width))
+    batch = np.random.default_rng(0).random(shape, dtype=np.float32)
+    for _ in range(2):
+        backend.run(batch)
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        backend.run(batch)
+        times.append((time.perf_counter() - began) * 1000)
+    return np.asarray(times)
+
+
+def gpu_peak_tflops() -> float | None:
+    """The card's fp16 matmul throughput, measured (8192^3 matmuls), in TFLOP/s; None without CUDA torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    n = 8192
+    a = torch.randn(n, n, device="cuda", dtype=torch.float16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.float16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    began = time.perf_counter()
+    for _ in range(20):
+        a @ b
+    torch.cuda.synchronize()
+    return 20 * 2 * n ** 3 / (time.perf_counter() - began) / 1e12
+
+
+def run(archs: tuple[str, ...] = ARCHS, sizes: tuple[str, ...] = tuple(SIZES), repeats: int = 10,
+        end_to_end: bool = True, print_=print) -> list[Timing]:
+    """Measure and print the tables; returns the model-only timings."""
+    timings: list[Timing] = []
+    peak = gpu_peak_tflops()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        models = {}
+        for arch in archs:
+            try:
+                models[arch] = model_for(arch, tmp)
+            except ImportError:
+                print_(f"(no {arch} style is installed, and building an untrained {arch} net needs torch: skipped)")
+        print_("| arch | size | backend | p50 ms | p99 ms | fps | x reference | GFLOP/frame | TFLOP/s |")
+        print_("|---|---|---|---:|---:|---:|---:|---:|---:|")
+        for arch, model in models.items():
+            config = json.loads(read_metadata(model)["net_config"])
+            backends = backends_for(model)
+            for size in sizes:
+                width, height = SIZES[size] if size in SIZES else map(int, size.split("x"))
+                flops = conv_flops(config, width, height)
+                reference = None
+                for label, backend in backends:
+                    t = Timing(arch, size, label, time_backend(backend, width, height, repeats), flops)
+                    reference = reference or t
+                    timings.append(t)
+                    achieved = flops * t.fps / 1e12
+                    print_(f"| {arch} | {size} | {label} | {t.p50:.1f} | {t.p99:.1f} | {t.fps:.2f} | "
+                           f"{reference.p50 / t.p50:.2f} | {flops / 1e9:.1f} | {achieved:.2f} |")
+        if peak:
+            print_(f"\nGPU fp16 matmul peak, measured: {peak:.0f} TFLOP/s")
+        if end_to_end:
+            _end_to_end(models, sizes, tmp, print_)
+    return timings
+
+
+def _end_to_end(models: dict[str, Path], sizes: tuple[str, ...], tmp: Path, print_) -> None:
+    """`rtstyle video` and the webcam loop on synthetic clips of each size (default device)."""
+    from realtime_style.video import VideoOptions, prepare_video, stylize_video
+    from realtime_style.webcam import WebcamLoop, WebcamOptions
+
+    print_("\n| arch | size | engine | model-only fps | `rtstyle video` fps | video / model | "
+           "webcam fps | webcam p50 / p95 ms |")
+    print_("|---|---|---|---:|---:|---:|---:|---:|")
+    for arch, model in models.items():
+        engine = StyleEngine(model)
+        for size in sizes:
+            width, height = SIZES[size] if size in SIZES else map(int, size.split("x"))
+            model_ms = time_backend(engine.backend, width, height, 5)
+            model_fps = 1000 / float(np.median(model_ms))
+            frames = max(10, min(120, round(model_fps * 8)))  # about 8 seconds of work
+            clip = synthetic_clip(tmp / f"clip_{size}.mp4", width, height, frames + 30)
+            job = prepare_video(clip, tmp / f"out_{arch}_{size}.mp4",
+                                VideoOptions(duration=frames / 30, overwrite=True, preset="veryfast"))
+            report = stylize_video(job, engine, progress=False)
+            video_fps = report.frames / report.seconds
+            summary = WebcamLoop(engine, WebcamOptions(source=str(clip), window=False,
+                                                       max_frames=max(5, frames // 2))).run()
+            print_(f"| {arch} | {size} | {engine.backend.description} | {model_fps:.2f} | {video_fps:.2f} | "
+                   f"{video_fps / model_fps:.0%} | {summary.fps:.2f} | "
+                   f"{summary.latency_ms(50):.0f} / {summary.latency_ms(95):.0f} |")
+
+
+def synthetic_clip(path: Path, width: int, height: int, frames: int, fps: int = 30) -> Path:
+    """A clip with motion and noise, so that every frame differs as a camera's would."""
+    import av
+
+    if path.exists():
+        return path
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        for i in range(frames):
+            base = 127 + 100 * np.sin((x + 3 * i) / 37.0)[..., None] * np.cos((y - 2 * i) / 23.0)[..., None]
+            image = np.clip(base + rng.normal(0, 8, (height, width, 3)), 0, 255).astype(np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path

@@ -1,0 +1,49 @@
+"""Training-time temporal stability, without video or optical flow.
+
+A feed-forward net flickers because a small change of the input (a camera shake, sensor
+noise) changes its strokes. The stability loss shows the net the same photo moved by a
+small random motion (shift, rotation, zoom) with a little noise, and asks that stylizing
+the moved photo equals moving the stylized photo: f(T(x) + n) ~ T(f(x)). The flow of T
+is known exactly, so no flow estimation is needed and the net stays feed-forward.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+MAX_SHIFT = 0.03    # of the image side
+MAX_ROTATION = 2.0  # degrees
+MAX_ZOOM = 0.03     # relative
+NOISE = 0.02        # std of Gaussian noise on [0, 1] pixels
+
+
+def random_motion(batch: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """(B, 2, 3) affine matrices for F.affine_grid: small shifts, rotations and zooms."""
+    u = torch.rand(batch, 4, generator=generator) * 2 - 1
+    angle = u[:, 0] * math.radians(MAX_ROTATION)
+    zoom = 1 + u[:, 1] * MAX_ZOOM
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    shift = u[:, 2:] * 2 * MAX_SHIFT  # affine_grid coordinates span 2 per side
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    return theta.to(device)
+
+
+def move(images: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images resampled by the motion, and a mask of the pixels that came from inside the frame."""
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False).to(images.dtype)
+    moved = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    inside = ((grid.abs() <= 1).all(-1, keepdim=True)).permute(0, 3, 1, 2).to(images.dtype)
+    return moved, inside
+
+
+def stability_loss(net, images: torch.Tensor, output: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mean squared difference between f(T(x) + noise) and T(f(x)) on pixels inside both frames."""
+    theta = random_motion(images.shape[0], generator, images.device)
+    moved_images, inside = move(images, theta)
+    noise = torch.randn(moved_images.shape, generator=generator).to(images.device) * NOISE
+    moved_output, _ = move(output, theta)
+    restyled = net((moved_images + noise).clamp(0, 1))
+    return ((restyled - moved_output).pow(2) * inside).sum() / (inside.sum() * images.shape[1]).clamp(min=1)

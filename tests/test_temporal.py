@@ -1,0 +1,84 @@
+"""Flicker: the warping-error metric on known motion, the run-time stabilizer, and the training loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import ROOT
+from media import make_clip, read_video
+
+from realtime_style.engine import StyleEngine
+from realtime_style.images import load_image, resize_long_side
+from realtime_style.temporal import Stabilizer, warping_error
+from realtime_style.video import VideoOptions, prepare_video, stylize_video
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return resize_long_side(load_image(ROOT / "samples" / "kodim23.jpg").rgb, 256)
+
+
+def panning(photo: np.ndarray, frames: int = 6, step: int = 3) -> list[np.ndarray]:
+    """A camera pan with a known flow: each frame is the photo shifted ``step`` pixels further."""
+    width = photo.shape[1] - step * frames
+    return [np.ascontiguousarray(photo[:, i * step: i * step + width]) for i in range(frames)]
+
+
+def test_a_shifted_image_has_near_zero_warping_error(photo):
+    frames = panning(photo)
+    result = warping_error(frames, frames)
+    assert result.pairs == 5 and result.valid > 0.8
+    assert result.output < 2.0  # levels of 255: the flow explains the motion
+
+
+def test_flicker_has_a_high_warping_error(photo):
+    frames = panning(photo)
+    rng = np.random.default_rng(0)
+    flicker = [np.clip(f.astype(np.int16) + rng.integers(-40, 40, (1, 1, 3)) * (i % 2), 0, 255).astype(np.uint8)
+               for i, f in enumerate(frames)]
+    steady = warping_error(frames, frames).output
+    assert warping_error(frames, flicker).output > 10 * max(steady, 0.5)
+
+
+def test_stabilizer_damps_flicker_without_ghosting(photo):
+    frames = panning(photo, frames=8)
+    rng = np.random.default_rng(1)
+    noisy = [np.clip(f + rng.normal(0, 12, f.shape), 0, 255).astype(np.uint8) for f in frames]  # per-frame speckle
+    stabilize = Stabilizer(0.6)
+    smoothed = [stabilize(f, n) for f, n in zip(frames, noisy)]
+    assert warping_error(frames, smoothed).output < 0.75 * warping_error(frames, noisy).output
+    # A cut: nothing of the previous scene may be blended into a new one.
+    other = np.ascontiguousarray(255 - frames[-1])
+    after_cut = stabilize(other, other)
+    assert np.abs(after_cut.astype(np.int16) - other).mean() < 3
+
+
+def test_video_stabilize_keeps_frames_and_timestamps(tmp_path):
+    times = [0.0, 0.04, 0.1, 0.13, 0.2, 0.3]
+    src = make_clip(tmp_path / "in.mp4", frame_times=times, size=(96, 64))
+    job = prepare_video(src, tmp_path / "out.mp4", VideoOptions(stabilize=0.6))
+    report = stylize_video(job, StyleEngine("mosaic", device="cpu"), progress=False)
+    out_times, frames = read_video(tmp_path / "out.mp4")
+    assert report.frames == len(frames) == len(times)
+    assert out_times == pytest.approx(times, abs=1e-3)
+
+
+def test_stability_loss_falls_on_a_tiny_run():
+    torch = pytest.importorskip("torch")
+    from realtime_style.stability import stability_loss
+    from realtime_style.transformer_net import build_net
+
+    torch.manual_seed(0)
+    net = build_net("lite").train()
+    images = torch.rand(2, 3, 48, 48)
+    images = torch.nn.functional.avg_pool2d(images, 5, 1, 2)  # smooth, photo-like content
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    losses = []
+    for step in range(30):
+        generator = torch.Generator().manual_seed(step)
+        loss = stability_loss(net, images, net(images), generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
