@@ -39,11 +39,17 @@ def main() -> None:
     parser.add_argument("--max-size", type=int, default=320, help="processing long side (pixels)")
     parser.add_argument("--stabilize", type=float, default=0.0, help="also measure with run-time stabilisation")
     parser.add_argument("--no-objective", action="store_true", help="skip the Kodak style-loss column")
+    parser.add_argument("--crops", type=Path, default=None,
+                        help="instead: save crops of the most moving region of box.mp4 (input | model | "
+                             "model + stabilize) for each model")
     parser.add_argument("--cost", action="store_true",
                         help="instead: time the stabilizer against the first model at 1280x720")
     args = parser.parse_args()
     if args.cost:
         stabilizer_cost(args.models[0], args.stabilize or 0.6)
+        return
+    if args.crops:
+        save_crops(args.models, args.stabilize or 0.6, args.max_size, args.crops)
         return
 
     clips = {name: read_frames(SHARED / "video" / name, args.frames, args.max_size) for name in args.videos}
@@ -83,6 +89,39 @@ def stabilizer_cost(model: str, strength: float, repeats: int = 10) -> None:
     net, stab = np.median(net_ms[1:]), np.median(stab_ms[1:])
     print(f"{Path(model).stem} at {frames[0].shape[1]}x{frames[0].shape[0]}: net {net:.0f} ms/frame, "
           f"stabilize {stab:.0f} ms/frame = {stab / net:.0%} of the frame time")
+
+
+def save_crops(models: list[str], strength: float, long_side: int, out: Path, index: int = 30) -> None:
+    """Rows of crops around the fastest motion in a frame of box.mp4: is anything left behind?"""
+    from realtime_style.images import save_image
+    from realtime_style.temporal import dis_flow, flow_between, gray
+
+    frames = read_frames(SHARED / "video" / "box.mp4", index + 1, long_side)
+    motion = np.linalg.norm(flow_between(dis_flow(), gray(frames[index]), gray(frames[index - 1])), axis=-1)
+    size = 112
+    y, x = np.unravel_index(np.argmax(cv2_blur(motion)), motion.shape)
+    y0 = int(np.clip(y - size // 2, 0, frames[0].shape[0] - size))
+    x0 = int(np.clip(x - size // 2, 0, frames[0].shape[1] - size))
+    rows = []
+    for model in models:
+        engine = StyleEngine(model, device="cpu")
+        plain = stylize(engine, frames, 0.0)[index]
+        steady = stylize(engine, frames, strength)[index]
+        cells = [frames[index], plain, steady]
+        gap = np.full((size, 4, 3), 255, np.uint8)
+        row = [c[y0:y0 + size, x0:x0 + size] for c in cells]
+        rows.append(np.concatenate([row[0], gap, row[1], gap, row[2]], axis=1))
+    grid = np.concatenate([np.pad(r, ((0, 4), (0, 0), (0, 0)), constant_values=255) for r in rows], axis=0)
+    grid = np.repeat(np.repeat(grid, 2, axis=0), 2, axis=1)
+    save_image(out, grid, quality=90)
+    print(f"wrote {out}: rows {', '.join(Path(m).stem for m in models)}; columns input | model | "
+          f"model + stabilize {strength} (frame {index} of box.mp4, crop at x={x0}, y={y0}, shown 2x)")
+
+
+def cv2_blur(values: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(values, (0, 0), 9)
 
 
 def stylize(engine: StyleEngine, frames: list[np.ndarray], stabilize: float) -> list[np.ndarray]:

@@ -156,7 +156,7 @@ def test_tiny_run_exports_a_model_onnx_runtime_runs(workdir: Path, straight):
     from realtime_style.styles import read_metadata
 
     model = workdir / "models" / "straight.onnx"
-    assert f"model: models/straight.onnx (fp16" in straight.stdout
+    assert "model: models/straight.onnx (fp16" in straight.stdout
     meta = read_metadata(model)
     assert meta["train_steps"] == "20" and meta["arch"] == "lite" and meta["name"] == "straight"
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
