@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--archs", nargs="+", default=["standard", "lite"])
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--scale", type=float, default=None, help="processing scale (guided upsampling back)")
     parser.add_argument("--soak", type=int, default=0, metavar="N", help="run N frames and print RSS as it goes")
     args = parser.parse_args()
 
@@ -36,10 +37,11 @@ def main() -> None:
         print("| arch | source | backend | fps | latency p50 ms | latency p95 ms | frames dropped |")
         print("|---|---|---|---:|---:|---:|---:|")
         for arch in args.archs:
-            engine = StyleEngine(model_for(arch, tmp), device=args.device)
+            engine = StyleEngine(model_for(arch, tmp), device=args.device, controls=StyleControls(scale=args.scale))
             summary = WebcamLoop(engine, WebcamOptions(source=str(source), window=False,
                                                        max_frames=args.frames)).run()
-            print(f"| {arch} | 640x480 @ 30 fps file | {engine.backend.description} | {summary.fps:.2f} | "
+            scale = f" x{args.scale}" if args.scale else ""
+            print(f"| {arch}{scale} | 640x480 @ 30 fps file | {engine.backend.description} | {summary.fps:.2f} | "
                   f"{summary.latency_ms(50):.0f} | {summary.latency_ms(95):.0f} | {summary.frames_dropped} |",
                   flush=True)
 
