@@ -64,6 +64,7 @@ class StyleEngine:
                  threads: int | None = None, warmup: bool = True):
         self.controls = controls or StyleControls()
         self.controls.check()
+        self._settings = {"device": device, "backend": backend, "memory_budget": memory_budget, "threads": threads}
         self.path = resolve_style(str(style))
         self.metadata = read_metadata(self.path)
         self.name = self.metadata.get("name", self.path.stem)
@@ -73,6 +74,10 @@ class StyleEngine:
         self.max_tile_pixels = int(memory_budget / (BYTES_PER_PIXEL_CHANNEL * first_channels))
         if warmup:
             self.backend.run(np.zeros((1, 3, 64, 64), np.float32))
+
+    def sibling(self, style: str | os.PathLike) -> StyleEngine:
+        """Another style on the same device and backend, sharing these controls (the webcam's style keys)."""
+        return StyleEngine(style, controls=self.controls, **self._settings)
 
     def __repr__(self) -> str:
         return f"StyleEngine({self.name!r}, backend={self.backend.description})"

@@ -311,7 +311,7 @@ class WebcamLoop:
         self.options = options
         self.controls = engine.controls
         self.switcher = StyleSwitcher(styles or [engine.name], engine,
-                                      make_engine or (lambda name: StyleEngine(name, controls=self.controls)))
+                                      make_engine or engine.sibling)
         self.on_frame = on_frame
         self.stabilizer = Stabilizer(options.stabilize) if options.stabilize else None
         self.view = "stylized"
@@ -327,6 +327,7 @@ class WebcamLoop:
         self._window_sized = False
         self._virtual = None
         self._times: deque = deque(maxlen=30)
+        self._dirty = False  # a key changed what is shown: recompose even while paused
         self._record_request: tuple[Path, bool] | None = (Path(options.record), False) if options.record else None
 
     @property
@@ -349,19 +350,24 @@ class WebcamLoop:
                         break
                     frame, captured_at, index = got
                     self.last_input_index = index
-                self.switcher.swap_if_ready()
-                view = self._compose(frame)
+                if self.switcher.swap_if_ready():
+                    self._dirty = True
+                if self.paused and not self._dirty and self.last_shown is not None:
+                    view = self.last_shown  # paused: show the same picture, do not run the net again
+                else:
+                    view = self._compose(frame)
+                    self._dirty = False
                 if self._record_request:
                     path, overwrite = self._record_request
                     self._record_request = None
                     self.recorder = Recorder(path, view.shape[1], view.shape[0], overwrite)
                 self._show(view)
                 shown_at = time.perf_counter()
-                if self.recorder:
-                    self.recorder.add(view, shown_at)
-                if self.paused:  # the same frame again: not a new frame shown
+                if self.paused:  # the same frame again: not a new frame shown, nor recorded
                     time.sleep(0.01)
                     continue
+                if self.recorder:
+                    self.recorder.add(view, shown_at)
                 self.summary.frames_shown += 1
                 self.summary.latencies_ms.append((shown_at - captured_at) * 1000)
                 if self.on_frame:
@@ -466,6 +472,7 @@ class WebcamLoop:
     def handle_key(self, key: str) -> None:
         """One key press, from the window or from a script."""
         c = self.controls
+        self._dirty = True
         if key in ("q", "\x1b"):
             self.quit = True
         elif key == "n":

@@ -154,3 +154,17 @@ def test_window_needs_a_gui_build(clip):
     if cv2.getBuildInformation().find("GUI:                           NONE") < 0:
         pytest.skip("this OpenCV has a GUI; the window itself is checked in bench/")
     assert_one_line_error(run_cli("webcam", "--source", clip, "--max-frames", "2"), "no window support")
+
+
+def test_pause_holds_the_picture_and_records_nothing(clip, tmp_path):
+    engine = StyleEngine("mosaic", device="cpu")
+
+    def pause_once(loop: WebcamLoop, shown: int) -> None:
+        if shown == 3:
+            loop.handle_key(" ")
+            threading.Timer(0.6, loop.handle_key, args=(" ",)).start()
+
+    options = WebcamOptions(source=str(clip), window=False, max_frames=6, record=str(tmp_path / "rec.mp4"))
+    summary = WebcamLoop(engine, options, on_frame=pause_once).run()
+    assert summary.frames_shown == 6 and summary.seconds > 0.6
+    assert len(read_video(tmp_path / "rec.mp4")[1]) == 6  # no duplicates of the paused frame
