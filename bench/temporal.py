@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 from model_examples import model_objective
 
@@ -99,7 +100,7 @@ def save_crops(models: list[str], strength: float, long_side: int, out: Path, in
     frames = read_frames(SHARED / "video" / "box.mp4", index + 1, long_side)
     motion = np.linalg.norm(flow_between(dis_flow(), gray(frames[index]), gray(frames[index - 1])), axis=-1)
     size = 112
-    y, x = np.unravel_index(np.argmax(cv2_blur(motion)), motion.shape)
+    y, x = np.unravel_index(np.argmax(cv2.GaussianBlur(motion, (0, 0), 9)), motion.shape)
     y0 = int(np.clip(y - size // 2, 0, frames[0].shape[0] - size))
     x0 = int(np.clip(x - size // 2, 0, frames[0].shape[1] - size))
     rows = []
@@ -116,12 +117,6 @@ def save_crops(models: list[str], strength: float, long_side: int, out: Path, in
     save_image(out, grid, quality=90)
     print(f"wrote {out}: rows {', '.join(Path(m).stem for m in models)}; columns input | model | "
           f"model + stabilize {strength} (frame {index} of box.mp4, crop at x={x0}, y={y0}, shown 2x)")
-
-
-def cv2_blur(values: np.ndarray) -> np.ndarray:
-    import cv2
-
-    return cv2.GaussianBlur(values, (0, 0), 9)
 
 
 def stylize(engine: StyleEngine, frames: list[np.ndarray], stabilize: float) -> list[np.ndarray]:

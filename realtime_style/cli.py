@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
+        print(f"{PROG}: interrupted; no half-written output was left (finished files are kept)", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug, not bad input: one line, full traceback on request
         if os.environ.get("RTSTYLE_DEBUG"):
@@ -73,12 +73,21 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="onnxruntime, or torch for machines with CUDA torch but CPU-only onnxruntime")
 
 
-def _engine_from(args: argparse.Namespace):
-    from realtime_style.engine import StyleControls, StyleEngine
-    from realtime_style.styles import DEFAULT_STYLE
+def _controls_from(args: argparse.Namespace):
+    """The style options, checked: called before anything is read or written."""
+    from realtime_style.engine import StyleControls
 
     controls = StyleControls(strength=args.strength, preserve_color=args.preserve_color, scale=args.scale,
                              max_size=args.max_size)
+    controls.check()
+    return controls
+
+
+def _engine_from(args: argparse.Namespace):
+    from realtime_style.engine import StyleEngine
+    from realtime_style.styles import DEFAULT_STYLE
+
+    controls = _controls_from(args)
     return StyleEngine(args.style or DEFAULT_STYLE, device=args.device, backend=args.backend, controls=controls)
 
 
@@ -96,6 +105,7 @@ def _add_image(commands) -> None:
 def _run_image(args: argparse.Namespace) -> None:
     from realtime_style.stills import plan_jobs, stylize_images
 
+    _controls_from(args)
     jobs = plan_jobs(args.inputs, args.output, args.overwrite)
     engine = _engine_from(args)
     written = stylize_images(jobs, engine, progress=not args.quiet)

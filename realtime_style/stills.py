@@ -37,10 +37,13 @@ def plan_jobs(inputs: list[str], output: str | os.PathLike, overwrite: bool = Fa
     clashes = {n for n in names if names.count(n) > 1}
     if clashes:
         raise UserError(f"several inputs are named {sorted(clashes)[0]}; they would write the same output")
-    if not output.exists():
-        if not output.parent.is_dir():
-            raise UserError(f"output folder {output.parent} does not exist")
-        output.mkdir()
+    if not output.exists():  # created when the first result is written, so a failure leaves nothing
+        parent = output.parent if str(output.parent) else Path(".")
+        if not parent.is_dir():
+            raise UserError(f"output folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise UserError(f"output folder {parent} is not writable")
+        return [Job(s, output / s.name) for s in sources]
     return [Job(s, check_output_path(output / s.name, tuple(sources), overwrite)) for s in sources]
 
 
@@ -78,5 +81,6 @@ def stylize_images(jobs: list[Job], engine: StyleEngine, progress: bool = True) 
     for job in tqdm(jobs, unit="image", disable=not progress or len(jobs) < 2):
         image = load_image(job.source)
         styled = engine.stylize(image.rgb)
+        job.target.parent.mkdir(exist_ok=True)
         written.append(save_image(job.target, RGBImage(styled, image.alpha)))
     return written

@@ -73,7 +73,6 @@ class VideoReport:
 class _Probe:
     width: int
     height: int
-    rotation: int        # counter-clockwise quarter turns that make a frame upright
     rate: Fraction
     expected_frames: int
 
@@ -127,15 +126,14 @@ def _probe(source: Path, options: VideoOptions) -> _Probe:
         if first is None:
             raise UserError(f"{source}: no video frames could be decoded"
                             + (" in the --start/--duration window" if options.start or options.duration else ""))
-        quarter_turns = round((first.rotation or 0) / 90) % 4
-        width, height = (first.width, first.height) if quarter_turns % 2 == 0 else (first.height, first.width)
+        width, height = (first.width, first.height) if _quarter_turns(first) % 2 == 0 else (first.height, first.width)
         seconds = float(stream.duration * stream.time_base) if stream.duration else (
             container.duration / av.time_base if container.duration else 0.0)
         seconds = max(0.0, seconds - options.start)
         if options.duration is not None:
             seconds = min(seconds, options.duration)
         expected = round(seconds * rate) if seconds else (stream.frames or 0)
-        return _Probe(width, height, quarter_turns, Fraction(rate), expected)
+        return _Probe(width, height, Fraction(rate), expected)
 
 
 class _Counter:
@@ -302,7 +300,6 @@ class _AudioTrack:
     index: int
     out_stream: object
     copy: bool
-    decoder: object = None
 
 
 def _add_audio_stream(out, a_in, suffix: str, report: VideoReport) -> _AudioTrack:
@@ -336,7 +333,7 @@ def _read_window(inp, v_in, tracks: dict, options: VideoOptions, counter: _Count
         shift = round(Fraction(options.start) / item.time_base) if options.start else 0
         if kind == "video":
             rgb = item.to_ndarray(format="rgb24")
-            turns = round((item.rotation or 0) / 90) % 4
+            turns = _quarter_turns(item)
             if turns:
                 rgb = np.ascontiguousarray(np.rot90(rgb, turns))
             _put(to_engine, (rgb, item.pts - shift, item.time_base), stop)
@@ -381,6 +378,11 @@ def _write(out, v_out, audio: list[_AudioTrack], to_writer: queue.Queue, stop: t
     for track in audio:
         if not track.copy:
             out.mux(track.out_stream.encode(None))
+
+
+def _quarter_turns(frame) -> int:
+    """Counter-clockwise quarter turns that make the frame upright (its display matrix, as players apply it)."""
+    return round((frame.rotation or 0) / 90) % 4
 
 
 def _put(q: queue.Queue, item, stop: threading.Event) -> None:

@@ -79,4 +79,7 @@ def test_bad_image_arguments_are_refused_up_front(small_photo, tmp_path):
     assert_one_line_error(run_cli("image", tmp_path / "missing.jpg", "-o", tmp_path / "x.png"), "no such file")
     assert_one_line_error(run_cli("image", small_photo, "-o", tmp_path / "x.gif"), "unknown image type")
     assert_one_line_error(run_cli("image", small_photo, "-o", tmp_path / "x.png", "--style", "nope"), "unknown style")
+    assert_one_line_error(run_cli("image", small_photo, small_photo.parent / "*.jpg", "-o", tmp_path / "new_folder",
+                                  "--style", "nope"), "unknown style")
+    assert not (tmp_path / "new_folder").exists()  # a failed run leaves no empty output folder behind
     assert existing.read_bytes() == b"keep"

@@ -70,7 +70,8 @@ CPU_CHANNELS_LAST = False
 TRAIN_CONTENT_WEIGHT = 1e-4
 
 # Weight of the stability loss (realtime_style/stability.py): stylizing a slightly moved, noisy photo
-# must equal moving the stylized photo. Chosen by measuring flicker against style loss (docs/temporal.md).
+# must equal moving the stylized photo. Off by default: on short runs it cut flicker 34-62 % but raised
+# the style loss 66 %, far above the 10 % allowed (docs/temporal.md); to be measured on full runs.
 TEMPORAL_WEIGHT = 0.0
 
 DEFAULTS = {
