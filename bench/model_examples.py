@@ -75,10 +75,8 @@ def model_objective(meta: dict, painting: np.ndarray):
         from realtime_style.vgg import load_vgg19
     except ImportError:
         return None
-    loss = json.loads(meta["loss"])
     config = json.loads(meta["train_config"])
-    weights = LossWeights(content=loss["content"], style=loss["style"], tv=loss["tv"],
-                          style_layers=loss["style_layers"], content_layer=loss["content_layer"])
+    weights = LossWeights.from_dict(json.loads(meta["loss"]))
     loss_fn = PerceptualLoss(load_vgg19(), weights)
     grams = loss_fn.style_targets(image_to_tensor(resize_long_side(painting, int(config.get("style_size", 512)))))
 

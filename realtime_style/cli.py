@@ -199,6 +199,11 @@ def _run_webcam(args: argparse.Namespace) -> None:
     styles = [s.name for s in installed_styles()]
     summary = run_webcam(engine, options, styles)
     print(f"{engine.display_name}: {summary.line()}")
+    lite = f"{engine.name}_lite"
+    if (engine.metadata.get("arch") == "standard" and "cpu" in engine.backend.description.lower()
+            and lite in styles and args.scale is None and args.max_size is None):
+        print(f"tip: on a CPU, `--style {lite} --scale 0.5` keeps up with a camera (docs/performance.md)",
+              file=sys.stderr)
 
 
 def _add_bench(commands) -> None:

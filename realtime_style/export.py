@@ -179,6 +179,8 @@ def model_metadata(checkpoint: dict, precision: str, psnr_db: float) -> dict[str
         "net_config": json.dumps(checkpoint["net_config"]),
         "train_size": str(config.get("size", "")),
         "train_steps": str(int(checkpoint["step"])),
+        # With --init-from, the steps of the runs this one started from as well.
+        "train_steps_total": str(int(checkpoint["step"]) + int(config.get("earlier_steps", 0))),
         "train_config": json.dumps(config, sort_keys=True, default=str),
         "loss": json.dumps(checkpoint["loss_weights"], sort_keys=True),
         "vgg": f"VGG19 Caffe weights ({KERAS_FILE}, md5 {KERAS_MD5}), convs to conv5_1",

@@ -32,6 +32,12 @@ class LossWeights:
     style_layers: dict[str, float] = field(default_factory=lambda: dict(STYLE_LAYER_WEIGHTS))
     content_layer: str = CONTENT_LAYER
 
+    @classmethod
+    def from_dict(cls, values: dict) -> LossWeights:
+        """The inverse of to_dict: a model's "loss" metadata back into weights."""
+        return cls(content=values["content"], style=values["style"], tv=values["tv"],
+                   style_layers=dict(values["style_layers"]), content_layer=values["content_layer"])
+
     def to_dict(self) -> dict:
         return {"content": self.content, "style": self.style, "tv": self.tv,
                 "style_layers": dict(self.style_layers), "content_layer": self.content_layer,

@@ -99,7 +99,7 @@ def styles_table() -> str:
         except UserError:
             meta = {"arch": "(unreadable)"}
         rows.append((style.name, meta.get("arch", "?"), f"{meta['train_size']} px" if meta.get("train_size") else "?",
-                     meta.get("train_steps", "?"), f"{style.size_mb:.1f} MB", meta.get("style_license", "?"),
+                     meta.get("train_steps_total", meta.get("train_steps", "?")), f"{style.size_mb:.1f} MB", meta.get("style_license", "?"),
                      str(style.path)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)

@@ -6,6 +6,7 @@ Needs the real VGG19 weights; never downloads them (skips instead).
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import shutil
@@ -20,7 +21,8 @@ import pytest
 import torch
 from PIL import Image
 
-from realtime_style.checkpoint import load_checkpoint, net_from_checkpoint
+from realtime_style.checkpoint import load_checkpoint, net_from_checkpoint, plain
+from realtime_style.transformer_net import ARCHITECTURES
 from realtime_style.errors import UserError
 from realtime_style.weights import vgg19_weights
 
@@ -130,7 +132,7 @@ def test_tiny_run_writes_a_checkpoint_logs_and_previews(workdir: Path, straight)
     raw = torch.load(run / "checkpoint.pt", weights_only=True)  # the safe loader reads it as-is
     assert raw.keys() == ckpt.keys()
     assert ckpt["step"] == 20 and ckpt["arch"] == "lite" and ckpt["style_name"] == "style"
-    assert ckpt["net_config"] == {"channels": [16, 32, 64], "residual_blocks": 3}
+    assert ckpt["net_config"] == plain(ARCHITECTURES["lite"].to_dict())
     assert ckpt["config"]["batch_size"] == 2 and ckpt["config"]["data"] == [str(workdir / "data")]
     assert set(ckpt["rng"]) >= {"torch", "numpy", "python"}
     assert ckpt["loss_weights"]["version"]
@@ -175,6 +177,38 @@ def test_stability_term_is_trained_and_logged(workdir: Path):
               for name in ("steady", "unsteady")}
     assert all(v > 0 for v in column["steady"]) and all(v == 0 for v in column["unsteady"])
     assert load_checkpoint(workdir / "runs" / "steady" / "checkpoint.pt")["config"]["temporal_weight"] == 1000
+
+
+def test_init_from_starts_from_another_runs_net(workdir: Path, straight):
+    # With a vanishing learning rate one step cannot move the weights: what is left is the start.
+    result = train(workdir, *fresh(workdir, "tuned", "--steps", "1", "--workers", "0", "--no-export",
+                                   "--init-from", "runs/straight/checkpoint.pt", "--lr", "1e-12"))
+    assert_ok(result)
+    assert "starting from" in result.stdout
+    assert load_checkpoint(workdir / "runs" / "tuned" / "checkpoint.pt")["config"]["earlier_steps"] == 20
+    assert_same_weights(workdir / "runs" / "straight" / "checkpoint.pt", workdir / "runs" / "tuned" / "checkpoint.pt")
+    fresh_start = model_state(workdir / "runs" / "straight" / "checkpoint.pt")
+    assert not all(torch.equal(fresh_start[k], v) for k, v in build_lite_state().items()), \
+        "a random net must differ from the trained one, or the check above proves nothing"
+
+
+def build_lite_state() -> dict[str, torch.Tensor]:
+    from realtime_style.transformer_net import build_net
+    torch.manual_seed(0)
+    return build_net("lite").state_dict()
+
+
+def test_cosine_schedule_decays_to_a_tenth():
+    spec = importlib.util.spec_from_file_location("train_script", TRAIN)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    config = {"lr": 1e-3, "lr_schedule": "cosine"}
+    rates = [script.learning_rate(config, step, 100) for step in range(101)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-4)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert rates[50] == pytest.approx(5.5e-4)
+    constant = {"lr": 1e-3, "lr_schedule": "constant"}
+    assert {script.learning_rate(constant, step, 100) for step in range(100)} == {1e-3}
 
 
 def test_corrupt_images_are_skipped_and_counted(straight):
@@ -252,7 +286,8 @@ def test_nonfinite_loss_stops_without_saving(workdir: Path):
 
 
 @pytest.mark.parametrize("case", ["missing style", "missing data", "empty data", "corrupt data",
-                                  "existing run", "existing model", "other arch", "no checkpoint"])
+                                  "existing run", "existing model", "other arch", "no checkpoint",
+                                  "init from other arch"])
 def test_bad_input_is_one_line_error(workdir: Path, straight, case: str):
     (workdir / "empty").mkdir(exist_ok=True)
     corrupt = workdir / "corrupt"
@@ -270,5 +305,7 @@ def test_bad_input_is_one_line_error(workdir: Path, straight, case: str):
         "existing model": (fresh(workdir, "taken", "--steps", "1"), ["models/taken.onnx", "--overwrite"]),
         "other arch": (["--resume", "runs/straight/checkpoint.pt", "--arch", "standard"], ["'lite' net"]),
         "no checkpoint": (["--resume", "--name", "never-ran"], ["does not exist"]),
+        "init from other arch": (fresh(workdir, "x3", "--arch", "standard", "--init-from",
+                                       "runs/straight/checkpoint.pt"), ["'lite' net"]),
     }[case]
     assert_one_line_error(train(workdir, *args, timeout=120), *needles)

@@ -72,6 +72,8 @@ def test_record_and_summary_from_the_command_line(clip, tmp_path):
     match = re.search(r"(\d+) frames shown, (\d+) dropped, ([\d.]+) fps, latency p50 (\d+) ms / p95 (\d+) ms",
                       result.stdout)
     assert match, result.stdout
+    # The standard net on a CPU, with the lite net installed: the command says how to keep up.
+    assert "tip: on a CPU, `--style mosaic_lite --scale 0.5`" in result.stderr
     shown, dropped, fps, p50, p95 = (float(g) for g in match.groups())
     assert shown == 12 and dropped >= 0 and 0 < fps < 1000 and 0 < p50 <= p95 < 5000
     times, frames = read_video(out)

@@ -83,10 +83,13 @@ DEFAULTS = {
     "checkpoint_every": 200, "preview_every": 200, "resume": None, "overwrite": False,
     "amp": True, "channels_last": None, "models_dir": "models", "export": True,
     "display_name": None, "style_credit": None, "style_license": None,
+    "lr_schedule": "constant", "init_from": None,
 }
 # A resumed run keeps these from its checkpoint; giving a different value is an error.
 RUN_DEFINING = ("name", "arch", "batch_size", "size", "style_size", "lr", "content_weight", "content_layer",
-                "style_weight", "tv_weight", "temporal_weight", "seed")
+                "style_weight", "tv_weight", "temporal_weight", "seed", "lr_schedule", "init_from")
+# --lr-schedule cosine ends at this fraction of --lr.
+FINAL_LR_FRACTION = 0.1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, help=f"training crop side in pixels (default {d['size']})")
     p.add_argument("--style-size", type=int, help=f"style image long side (default {d['style_size']})")
     p.add_argument("--lr", type=float, help=f"Adam learning rate (default {d['lr']})")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"),
+                   help="constant, or cosine decay to a tenth of --lr at the last step (default constant)")
+    p.add_argument("--init-from", metavar="CKPT",
+                   help="start from the net of another run's checkpoint (same --arch) instead of random weights; "
+                        "a new style learns much faster from a trained one")
     p.add_argument("--content-weight", type=float, help=f"default {d['content_weight']}")
     p.add_argument("--style-weight", type=float, help=f"default {d['style_weight']}")
     p.add_argument("--tv-weight", type=float, help=f"default {d['tv_weight']}")
@@ -175,6 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     if checkpoint is not None and style_sha256 != checkpoint["style_sha256"]:
         raise UserError(f"style image {style_path} is not the one checkpoint was trained on "
                         "(sha256 differs); pass --style with the original file")
+    initial_weights = None
+    if config["init_from"] and not resuming:
+        config["init_from"] = str(Path(config["init_from"]).absolute())
+        start = load_checkpoint(Path(config["init_from"]))
+        check_arch(start, config["arch"], Path(config["init_from"]))
+        initial_weights = start["model"]
+        # The steps behind the starting net, so the model's metadata can state its whole training.
+        config["earlier_steps"] = int(start["step"]) + int(start["config"].get("earlier_steps", 0))
     good_files, bad_files = scan_images(config["data"])
     held_out = good_files[:min(PREVIEW_PHOTOS, len(good_files) // 2)]
     train_files = good_files[len(held_out):]
@@ -213,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.Adam(net.parameters(), lr=config["lr"])
     scaler = torch.amp.GradScaler("cuda" if device.type == "cuda" else "cpu", enabled=amp_dtype == torch.float16)
     step = 0
+    if initial_weights is not None:
+        net.load_state_dict(initial_weights)
     if checkpoint is not None:
         net.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -260,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{config['name']}: {config['arch']} net, style {style_path.name} at {style.shape[-1]}x{style.shape[-2]}, "
         f"{len(train_files)} training photos ({len(held_out)} more held out for previews), "
         f"{config['size']} px crops, batch {config['batch_size']} x {world_size} process(es), "
-        f"steps {step} -> {total_steps}, {device.type}"
+        f"steps {step} -> {total_steps}, lr {config['lr']:g} {config['lr_schedule']}"
+        f"{', starting from ' + config['init_from'] if initial_weights is not None else ''}, {device.type}"
         f"{', VGG in ' + str(amp_dtype).removeprefix('torch.') if amp_dtype else ', float32'}"
         f"{', channels_last' if channels_last else ''}")
     if bad_files:
@@ -303,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"the loss became {total} at step {step + 1} (content {content:.4g}, style "
                             f"{style_loss:.4g}, tv {tv:.4g}); stopped, {kept}. Try a lower --lr")
         optimizer.zero_grad(set_to_none=True)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step, total_steps)
         scaler.scale(terms.total + temporal).backward()
         scaler.step(optimizer)
         scaler.update()
@@ -387,14 +408,23 @@ def merge_resumed_config(checkpoint: dict, explicit: dict, path: Path) -> dict:
     else:
         check_arch(checkpoint, saved["arch"], path)
     for key in RUN_DEFINING:
-        if key in explicit and explicit[key] != saved.get(key):
+        if key in explicit and explicit[key] != saved.get(key, DEFAULTS[key]):
             raise UserError(f"--{key.replace('_', '-')} {explicit[key]}: {path} was trained with "
-                            f"{saved.get(key)}, and a resumed run keeps its settings")
+                            f"{saved.get(key, DEFAULTS[key])}, and a resumed run keeps its settings")
     config = {**DEFAULTS, **saved, **explicit, "resume": str(path), "overwrite": False}
     if "steps" in explicit or "epochs" in explicit:
         config["epochs" if "steps" in explicit else "steps"] = None
     config["out_dir"] = str(explicit.get("out_dir") or path.parent)
     return config
+
+
+def learning_rate(config: dict, step: int, total_steps: int) -> float:
+    """The rate for step ``step`` (0-based). Cosine decay settles the net at the end of a run; at a
+    constant 1e-3 a 128 px mosaic run collapsed past 2,000 steps (docs/training.md)."""
+    if config["lr_schedule"] == "constant":
+        return config["lr"]
+    final = config["lr"] * FINAL_LR_FRACTION
+    return final + (config["lr"] - final) * 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1.0)))
 
 
 def check_values(config: dict) -> None:

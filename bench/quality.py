@@ -1,0 +1,112 @@
+"""Quality report per style: the fast nets' Gatys objective on Kodak, against the Gatys optimisation.
+
+    python bench/quality.py --styles mosaic                       # standard and lite nets, 24 Kodak photos
+    python bench/quality.py --styles mosaic --photos 2 --gatys-iters 50 100 300
+
+For each installed style NAME (and its lite net NAME_lite, when installed), on each photo at
+512 px on the long side, the objective each net was trained with (same VGG19, layers and
+weights; the standard net's weights are used for both nets so the ratio compares like with
+like):
+- the objective of the unchanged photo (the baseline any stylization must beat);
+- the standard net's; the lite net's at full resolution and at --scale 0.5 (how the webcam
+  keeps up on a CPU); the lite/standard ratio at full resolution;
+- with --gatys-iters, the Gatys L-BFGS optimisation's objective after that many iterations,
+  started from the photo (slow on a CPU: about 2 s an iteration at 512 px);
+- the fp16-vs-fp32 PSNR recorded by the export.
+The warping error on the shared videos is bench/temporal.py's job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model_examples import model_objective
+from realtime_style.engine import StyleControls, StyleEngine
+from realtime_style.errors import UserError
+from realtime_style.gatys import GatysConfig, run_gatys
+from realtime_style.images import load_image, resize_long_side
+from realtime_style.losses import LossWeights, PerceptualLoss
+from realtime_style.styles import resolve_style
+from realtime_style.vgg import load_vgg19
+
+KODAK = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "eval" / "kodak24"
+STYLES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "styles"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--styles", nargs="+", default=["mosaic"])
+    parser.add_argument("--kodak", type=Path, default=KODAK)
+    parser.add_argument("--paintings", type=Path, default=STYLES, help="folder with NAME.jpg per style")
+    parser.add_argument("--photos", type=int, default=24, help="the first N Kodak photos")
+    parser.add_argument("--long-side", type=int, default=512)
+    parser.add_argument("--gatys-iters", type=int, nargs="*", default=[])
+    args = parser.parse_args()
+    photos = sorted(args.kodak.glob("*.png"))[:args.photos]
+    if not photos:
+        parser.error(f"no photos in {args.kodak}")
+
+    summary = []
+    for name in args.styles:
+        standard = StyleEngine(resolve_style(name), device="cpu")
+        lite_path = _find_optional(f"{name}_lite")
+        lite = StyleEngine(lite_path, device="cpu") if lite_path else None
+        lite_half = StyleEngine(lite_path, device="cpu", controls=StyleControls(scale=0.5)) if lite_path else None
+        painting = load_image(args.paintings / f"{name}.jpg").rgb
+        objective = model_objective(standard.metadata, painting)
+        gatys_cols = "".join(f" Gatys {n} |" for n in args.gatys_iters)
+        print(f"\n{name}: standard {standard.metadata.get('train_steps_total')} steps, fp16 PSNR "
+              f"{standard.metadata.get('fp16_psnr_db')} dB"
+              + (f"; lite {lite.metadata.get('train_steps_total')} steps, fp16 PSNR "
+                 f"{lite.metadata.get('fp16_psnr_db')} dB" if lite else "; no lite net installed"))
+        print(f"| photo | photo | standard | lite | lite x0.5 | lite / standard |{gatys_cols}")
+        print("|---|---:|---:|---:|---:|---:|" + "---:|" * len(args.gatys_iters))
+        rows = []
+        for path in photos:
+            photo = resize_long_side(load_image(path).rgb, args.long_side)
+            values = [objective(photo, photo)["total"], objective(photo, standard.stylize(photo))["total"]]
+            if lite:
+                values += [objective(photo, lite.stylize(photo))["total"],
+                           objective(photo, lite_half.stylize(photo))["total"]]
+            else:
+                values += [float("nan")] * 2
+            values.append(values[2] / values[1])
+            values += gatys_objectives(photo, painting, standard.metadata, args.gatys_iters)
+            rows.append(values)
+            print(f"| {path.stem} | " + " | ".join(f"{v:.2f}" for v in values) + " |", flush=True)
+        mean = np.mean(rows, axis=0)
+        print("| **mean** | " + " | ".join(f"**{v:.2f}**" for v in mean) + " |")
+        summary.append((name, mean))
+    if len(summary) > 1:
+        print("\n| style | photo | standard | lite | lite x0.5 | lite / standard |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, mean in summary:
+            print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in mean[:5]) + " |")
+
+
+def gatys_objectives(photo: np.ndarray, painting: np.ndarray, meta: dict, iters: list[int]) -> list[float]:
+    """The Gatys optimisation's objective after each of ``iters`` L-BFGS iterations (one run)."""
+    if not iters:
+        return []
+    weights = LossWeights.from_dict(json.loads(meta["loss"]))
+    style_size = int(json.loads(meta["train_config"]).get("style_size", 512))
+    config = GatysConfig(iters=max(iters), size=max(photo.shape[:2]), style_size=style_size)
+    result = run_gatys(photo, painting, PerceptualLoss(load_vgg19(), weights), config, torch.device("cpu"),
+                       progress=False)
+    return [result.history[min(n, len(result.history) - 1)]["total"] for n in iters]
+
+
+def _find_optional(name: str) -> Path | None:
+    try:
+        return resolve_style(name)
+    except UserError:
+        return None
+
+
+if __name__ == "__main__":
+    main()
