@@ -106,6 +106,10 @@ def _session(model: bytes | str, providers: list, threads: int | None = None):
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: no provider-fallback chatter on the user's terminal
+    # Idle worker threads sleep instead of spinning: the decoder and encoder threads of `rtstyle
+    # video` need those cores. On 2 cores, lite net at 640x480: video 8.6-8.9 -> 9.7-9.9 fps, the
+    # net alone unchanged (11.5-12.4 fps either way; docs/performance.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
     try:
