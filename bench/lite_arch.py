@@ -14,6 +14,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from realtime_style.backends import OrtCpuBackend
 from realtime_style.benchmark import conv_flops, time_backend
 from realtime_style.export import onnx_model_bytes
@@ -44,7 +46,7 @@ def main() -> None:
             backend = OrtCpuBackend(path, threads=args.threads)
             cells = []
             for width, height in sizes:
-                p50 = float(sorted(time_backend(backend, width, height, args.repeats))[args.repeats // 2])
+                p50 = float(np.median(time_backend(backend, width, height, args.repeats)))
                 gflop = conv_flops(config.to_dict(), width, height) / 1e9
                 cells.append(f"{p50:.1f} | {1000 / p50:.1f} | {gflop:.2f}")
             print(f"| {label} | " + " | ".join(cells) + " |", flush=True)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from model_examples import model_objective
+from temporal import SHARED
 from realtime_style.engine import StyleControls, StyleEngine
 from realtime_style.errors import UserError
 from realtime_style.gatys import GatysConfig, run_gatys
@@ -34,8 +35,8 @@ from realtime_style.losses import LossWeights, PerceptualLoss
 from realtime_style.styles import resolve_style
 from realtime_style.vgg import load_vgg19
 
-KODAK = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "eval" / "kodak24"
-STYLES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "styles"
+KODAK = SHARED / "eval" / "kodak24"
+STYLES = SHARED / "styles"
 
 
 def main() -> None:
@@ -56,9 +57,10 @@ def main() -> None:
         standard = StyleEngine(resolve_style(name), device="cpu")
         lite_path = _find_optional(f"{name}_lite")
         lite = StyleEngine(lite_path, device="cpu") if lite_path else None
-        lite_half = StyleEngine(lite_path, device="cpu", controls=StyleControls(scale=0.5)) if lite_path else None
         painting = load_image(args.paintings / f"{name}.jpg").rgb
         objective = model_objective(standard.metadata, painting)
+        gatys_loss = (PerceptualLoss(load_vgg19(), LossWeights.from_dict(json.loads(standard.metadata["loss"])))
+                      if args.gatys_iters else None)
         gatys_cols = "".join(f" Gatys {n} |" for n in args.gatys_iters)
         print(f"\n{name}: standard {standard.metadata.get('train_steps_total')} steps, fp16 PSNR "
               f"{standard.metadata.get('fp16_psnr_db')} dB"
@@ -72,11 +74,11 @@ def main() -> None:
             values = [objective(photo, photo)["total"], objective(photo, standard.stylize(photo))["total"]]
             if lite:
                 values += [objective(photo, lite.stylize(photo))["total"],
-                           objective(photo, lite_half.stylize(photo))["total"]]
+                           objective(photo, lite.stylize(photo, StyleControls(scale=0.5)))["total"]]
             else:
                 values += [float("nan")] * 2
             values.append(values[2] / values[1])
-            values += gatys_objectives(photo, painting, standard.metadata, args.gatys_iters)
+            values += gatys_objectives(photo, painting, gatys_loss, standard.metadata, args.gatys_iters)
             rows.append(values)
             print(f"| {path.stem} | " + " | ".join(f"{v:.2f}" for v in values) + " |", flush=True)
         mean = np.mean(rows, axis=0)
@@ -89,15 +91,14 @@ def main() -> None:
             print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in mean[:5]) + " |")
 
 
-def gatys_objectives(photo: np.ndarray, painting: np.ndarray, meta: dict, iters: list[int]) -> list[float]:
+def gatys_objectives(photo: np.ndarray, painting: np.ndarray, loss_fn: PerceptualLoss, meta: dict,
+                     iters: list[int]) -> list[float]:
     """The Gatys optimisation's objective after each of ``iters`` L-BFGS iterations (one run)."""
     if not iters:
         return []
-    weights = LossWeights.from_dict(json.loads(meta["loss"]))
     style_size = int(json.loads(meta["train_config"]).get("style_size", 512))
     config = GatysConfig(iters=max(iters), size=max(photo.shape[:2]), style_size=style_size)
-    result = run_gatys(photo, painting, PerceptualLoss(load_vgg19(), weights), config, torch.device("cpu"),
-                       progress=False)
+    result = run_gatys(photo, painting, loss_fn, config, torch.device("cpu"), progress=False)
     return [result.history[min(n, len(result.history) - 1)]["total"] for n in iters]
 
 

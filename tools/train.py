@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-schedule", choices=("constant", "cosine"),
                    help="constant, or cosine decay to a tenth of --lr at the last step (default constant)")
     p.add_argument("--init-from", metavar="CKPT",
-                   help="start from the net of another run's checkpoint (same --arch) instead of random weights; "
-                        "a new style learns much faster from a trained one")
+                   help="start from the net of another run's checkpoint (same --arch) instead of random weights, "
+                        "e.g. to raise the style weight of a trained net (docs/training.md)")
     p.add_argument("--content-weight", type=float, help=f"default {d['content_weight']}")
     p.add_argument("--style-weight", type=float, help=f"default {d['style_weight']}")
     p.add_argument("--tv-weight", type=float, help=f"default {d['tv_weight']}")
@@ -187,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     if config["init_from"] and not resuming:
         config["init_from"] = str(Path(config["init_from"]).absolute())
         start = load_checkpoint(Path(config["init_from"]))
-        check_arch(start, config["arch"], Path(config["init_from"]))
+        if start["arch"] != config["arch"]:
+            raise UserError(f"--init-from {config['init_from']} holds a {start['arch']!r} net, not "
+                            f"{config['arch']!r}: pass --arch {start['arch']} to start from it")
+        check_arch(start, config["arch"], Path(config["init_from"]))  # same name, but has it changed since?
         initial_weights = start["model"]
         # The steps behind the starting net, so the model's metadata can state its whole training.
         config["earlier_steps"] = int(start["step"]) + int(start["config"].get("earlier_steps", 0))
