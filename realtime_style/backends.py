@@ -179,39 +179,7 @@ class TorchBackend:
         from realtime_style.errors import require_torch
 
         torch = require_torch("--backend torch")
-        from onnx import numpy_helper
-
-        from realtime_style.transformer_net import NetConfig, TransformerNet
-
-        model = _load_onnx(path)
-        metadata = {p.key: p.value for p in model.metadata_props}
-        try:
-            config = json.loads(metadata["net_config"])
-            net = TransformerNet(NetConfig(channels=tuple(config["channels"]),
-                                           residual_blocks=int(config["residual_blocks"])))
-        except (KeyError, ValueError, TypeError) as exc:
-            raise UserError(f"{path}: no usable net_config in the model's metadata ({exc})") from None
-        # The graph runs the net's convs and norms in the order the module declares them, so their
-        # weights map onto the state dict by position. (Names are not reliable: the exporter merges
-        # identical initializers, e.g. the ones and zeros of an untrained net's norms.)
-        initializers = {t.name: t for t in model.graph.initializer}
-        aliases = {node.output[0]: node.input[0] for node in model.graph.node if node.op_type == "Identity"}
-
-        def weight(name: str):
-            while name not in initializers and name in aliases:  # merged initializers hide behind Identity
-                name = aliases[name]
-            return initializers[name]
-
-        tensors = [weight(name) for node in model.graph.node
-                   if node.op_type in ("Conv", "InstanceNormalization") for name in node.input[1:3]]
-        keys = list(net.state_dict())
-        state = {key: torch.from_numpy(numpy_helper.to_array(t).astype(np.float32)) for key, t in zip(keys, tensors)}
-        try:
-            if len(tensors) != len(keys):
-                raise RuntimeError(f"{len(tensors)} weight tensors in the graph, {len(keys)} in the net")
-            net.load_state_dict(state)
-        except (RuntimeError, KeyError) as exc:
-            raise UserError(f"{path}: weights do not fit the {config} net ({str(exc)[:200]})") from None
+        net, _ = net_from_onnx(path)
         self.torch = torch
         self.device = torch.device(device)
         half = self.device.type == "cuda" if half is None else half
@@ -229,6 +197,49 @@ class TorchBackend:
             if self.dtype == torch.float16:
                 x = x.contiguous(memory_format=torch.channels_last)
             return self.net.body(x).float().cpu().numpy()
+
+
+def net_from_onnx(path: str | os.PathLike) -> tuple:
+    """(TransformerNet in fp32, the model's metadata) of an exported style model.
+
+    Used by the torch backend and by `tools/train.py --init-from MODEL.onnx` (fine-tuning a
+    shipped style: its fp16 weights are a good start, training goes on in fp32).
+    """
+    import torch
+    from onnx import numpy_helper
+
+    from realtime_style.transformer_net import NetConfig, TransformerNet
+
+    model = _load_onnx(path)
+    metadata = {p.key: p.value for p in model.metadata_props}
+    try:
+        config = json.loads(metadata["net_config"])
+        net = TransformerNet(NetConfig(channels=tuple(config["channels"]),
+                                       residual_blocks=int(config["residual_blocks"])))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise UserError(f"{path}: no usable net_config in the model's metadata ({exc})") from None
+    # The graph runs the net's convs and norms in the order the module declares them, so their
+    # weights map onto the state dict by position. (Names are not reliable: the exporter merges
+    # identical initializers, e.g. the ones and zeros of an untrained net's norms.)
+    initializers = {t.name: t for t in model.graph.initializer}
+    aliases = {node.output[0]: node.input[0] for node in model.graph.node if node.op_type == "Identity"}
+
+    def weight(name: str):
+        while name not in initializers and name in aliases:  # merged initializers hide behind Identity
+            name = aliases[name]
+        return initializers[name]
+
+    tensors = [weight(name) for node in model.graph.node
+               if node.op_type in ("Conv", "InstanceNormalization") for name in node.input[1:3]]
+    keys = list(net.state_dict())
+    state = {key: torch.from_numpy(numpy_helper.to_array(t).astype(np.float32)) for key, t in zip(keys, tensors)}
+    try:
+        if len(tensors) != len(keys):
+            raise RuntimeError(f"{len(tensors)} weight tensors in the graph, {len(keys)} in the net")
+        net.load_state_dict(state)
+    except (RuntimeError, KeyError) as exc:
+        raise UserError(f"{path}: weights do not fit the {config} net ({str(exc)[:200]})") from None
+    return net, metadata
 
 
 def _torch_has_cuda() -> bool:

@@ -39,11 +39,24 @@ def move(images: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch
     return moved, inside
 
 
-def stability_loss(net, images: torch.Tensor, output: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Mean squared difference between f(T(x) + noise) and T(f(x)) on pixels inside both frames."""
-    theta = random_motion(images.shape[0], generator, images.device)
-    moved_images, inside = move(images, theta)
+MODES = ("motion", "noise")
+
+
+def stability_loss(net, images: torch.Tensor, output: torch.Tensor, generator: torch.Generator,
+                   mode: str = "motion") -> torch.Tensor:
+    """Mean squared difference between f(T(x) + noise) and T(f(x)) on pixels inside both frames.
+
+    mode "noise" leaves T out (f(x + noise) against f(x)): strided convolutions cannot follow
+    sub-pixel motion exactly, so asking for it also pulls the net toward smooth output.
+    """
+    if mode == "motion":
+        theta = random_motion(images.shape[0], generator, images.device)
+        moved_images, inside = move(images, theta)
+        moved_output, _ = move(output, theta)
+    elif mode == "noise":
+        moved_images, moved_output, inside = images, output, torch.ones_like(images[:, :1])
+    else:
+        raise ValueError(f"unknown stability mode {mode!r}; use one of {', '.join(MODES)}")
     noise = torch.randn(moved_images.shape, generator=generator).to(images.device) * NOISE
-    moved_output, _ = move(output, theta)
     restyled = net((moved_images + noise).clamp(0, 1))
     return ((restyled - moved_output).pow(2) * inside).sum() / (inside.sum() * images.shape[1]).clamp(min=1)

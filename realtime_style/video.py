@@ -3,7 +3,7 @@
 Three stages run at once, joined by small queues (source -> engine -> sink):
 
     reader thread   demux + decode video frames; audio packets go straight to the writer
-    main thread     StyleEngine.stylize on each frame
+    main thread     StyleEngine.stylize_stream: frames in order (on the CPU, several at once)
     writer thread   encode video, copy (or re-encode) audio, mux
 
 FFmpeg's decoders and encoders and ONNX Runtime all release the GIL, so the
@@ -20,6 +20,7 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -252,9 +253,7 @@ def _transcode(source: Path, target: Path, engine: StyleEngine, options: VideoOp
         bar = tqdm(total=probe.expected_frames or None, unit="frame", disable=not progress, dynamic_ncols=True,
                    desc=engine.name)
         try:
-            while (item := _get(to_engine, stop)) is not _END:
-                rgb, pts, time_base = item
-                styled = engine.stylize(rgb)
+            for rgb, (pts, time_base), styled in engine.stylize_stream(_frames_until_end(to_engine, stop)):
                 if stabilizer:
                     styled = stabilizer(rgb, styled)
                 styled = styled[: report.height, : report.width]
@@ -275,6 +274,13 @@ def _transcode(source: Path, target: Path, engine: StyleEngine, options: VideoOp
         report.seconds = time.perf_counter() - began
     report.bad_packets = counter.bad_packets
     return report
+
+
+def _frames_until_end(to_engine: queue.Queue, stop: threading.Event) -> Iterator[tuple[np.ndarray, tuple]]:
+    """The reader's frames as (rgb, (pts, time_base)) pairs, for StyleEngine.stylize_stream."""
+    while (item := _get(to_engine, stop)) is not _END:
+        rgb, pts, time_base = item
+        yield rgb, (pts, time_base)
 
 
 def _add_video_stream(out, v_in, options: VideoOptions, probe: _Probe, report: VideoReport, suffix: str):

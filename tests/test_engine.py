@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pytest
 
-from realtime_style.engine import BYTES_PER_PIXEL_CHANNEL, StyleControls, StyleEngine
+from realtime_style.engine import BYTES_PER_PIXEL_CHANNEL, MAX_FRAMES_IN_FLIGHT, StyleControls, StyleEngine
 from realtime_style.errors import UserError
 from realtime_style.export import psnr
 from realtime_style.images import load_image, resize_long_side
@@ -93,6 +95,25 @@ def test_batch_equals_single_frames(engine, photo):
     batch = engine.stylize_batch(frames)
     assert psnr(batch[0], engine.stylize(frames[0])) > 50
     assert psnr(batch[1], engine.stylize(frames[1])) > 50
+
+
+def test_stream_keeps_order_and_tags_and_matches_single_frames(engine, photo):
+    """Several frames run at once on the CPU; what comes out must still be each frame's own result, in order."""
+    frames = [np.roll(photo, 17 * i, axis=1) for i in range(7)]
+    out = list(engine.stylize_stream((frame, i) for i, frame in enumerate(frames)))
+    assert [tag for _, tag, _ in out] == list(range(7))
+    assert engine.frames_in_flight(photo.shape[1], photo.shape[0]) == min(os.cpu_count() or 1, MAX_FRAMES_IN_FLIGHT)
+    assert engine.frames_in_flight(8000, 8000) == 1  # tiled frames run one at a time, on every core
+    for (frame, _, styled), original in zip(out, frames):
+        assert frame is original
+        assert psnr(styled, engine.stylize(original)) > 45  # fewer threads may reorder float sums
+
+
+def test_stream_passes_a_failing_frame_on():
+    engine = StyleEngine("mosaic_lite", device="cpu")
+    frames = [(np.zeros((32, 32, 3), np.uint8), 0), (np.zeros((32, 32), np.uint8), 1)]
+    with pytest.raises(ValueError, match="uint8 frames"):
+        list(engine.stylize_stream(frames))
 
 
 def test_tiles_blend_without_seams(engine):

@@ -63,7 +63,8 @@ def test_video_stabilize_keeps_frames_and_timestamps(tmp_path):
     assert out_times == pytest.approx(times, abs=1e-3)
 
 
-def test_stability_loss_falls_on_a_tiny_run():
+@pytest.mark.parametrize("mode", ["motion", "noise"])
+def test_stability_loss_falls_on_a_tiny_run(mode):
     torch = pytest.importorskip("torch")
     from realtime_style.stability import stability_loss
     from realtime_style.transformer_net import build_net
@@ -76,9 +77,22 @@ def test_stability_loss_falls_on_a_tiny_run():
     losses = []
     for step in range(30):
         generator = torch.Generator().manual_seed(step)
-        loss = stability_loss(net, images, net(images), generator)
+        loss = stability_loss(net, images, net(images), generator, mode)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+
+
+@pytest.mark.parametrize("mode", ["motion", "noise"])
+def test_stability_loss_of_a_net_that_ignores_nothing_is_the_noise(mode):
+    """A net that passes its input through moves exactly with it: only the added noise is left."""
+    torch = pytest.importorskip("torch")
+    from realtime_style.stability import NOISE, stability_loss
+
+    images = torch.nn.functional.avg_pool2d(torch.rand(2, 3, 64, 64), 5, 1, 2) * 0.8 + 0.1  # no clamping
+    loss = stability_loss(lambda x: x, images, images, torch.Generator().manual_seed(0), mode)
+    assert float(loss) == pytest.approx(NOISE ** 2, rel=0.1)
+    with pytest.raises(ValueError, match="unknown stability mode"):
+        stability_loss(lambda x: x, images, images, torch.Generator(), "blur")

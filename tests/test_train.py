@@ -193,6 +193,21 @@ def test_init_from_starts_from_another_runs_net(workdir: Path, straight):
         "a random net must differ from the trained one, or the check above proves nothing"
 
 
+def test_init_from_an_exported_model(workdir: Path, straight):
+    """A shipped style (fp16 ONNX) is a valid start: its weights, upcast, are what training starts from."""
+    result = train(workdir, *fresh(workdir, "from_onnx", "--steps", "1", "--workers", "0", "--no-export",
+                                   "--init-from", "models/straight.onnx", "--lr", "1e-12"))
+    assert_ok(result)
+    assert load_checkpoint(workdir / "runs" / "from_onnx" / "checkpoint.pt")["config"]["earlier_steps"] == 20
+    trained = model_state(workdir / "runs" / "straight" / "checkpoint.pt")
+    tuned = model_state(workdir / "runs" / "from_onnx" / "checkpoint.pt")
+    for key, value in trained.items():  # fp16 in the file: equal to half precision, not bit for bit
+        torch.testing.assert_close(tuned[key], value.half().float(), rtol=0, atol=1e-6, msg=key)
+    wrong = train(workdir, *fresh(workdir, "from_onnx_std", "--steps", "1", "--workers", "0", "--no-export",
+                                  "--init-from", "models/straight.onnx", "--arch", "standard"))
+    assert wrong.returncode != 0 and "holds a 'lite' net" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
 def test_cosine_schedule_decays_to_a_tenth():
     spec = importlib.util.spec_from_file_location("train_script", TRAIN)
     script = importlib.util.module_from_spec(spec)

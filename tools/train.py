@@ -11,7 +11,7 @@ loss.png, config.json, previews/step_NNNNNN.png and, if TensorBoard is
 installed, tensorboard/. Ctrl-C or SIGTERM finishes the current step, saves a
 checkpoint and exits; --resume continues exactly where it stopped, because
 each step's batch is a function of (seed, step) only (realtime_style.dataset).
-Precision: VGG, most of the compute, runs under autocast (bf16 on CPU); the
+Precision: VGG, most of the compute, runs under autocast (bf16 on CPUs that have it); the
 style net trains in float32 (see autocast_dtype for the measurements).
 
 The script reads top to bottom: options, inputs, model, data, the loop, wrap-up.
@@ -41,7 +41,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from realtime_style.checkpoint import (capture_rng, check_arch, load_checkpoint, restore_rng,
+from realtime_style.backends import net_from_onnx
+from realtime_style.checkpoint import (capture_rng, check_arch, load_checkpoint, plain, restore_rng,
                                        save_checkpoint)
 from realtime_style.dataset import (ImageFolderDataset, StepBatchSampler, files_digest, ignore_interrupts,
                                     load_previews, scan_images)
@@ -50,7 +51,7 @@ from realtime_style.export import export_checkpoint
 from realtime_style.images import load_image, resize_long_side, save_image, to_uint8
 from realtime_style.losses import (CONTENT_LAYER, STYLE_WEIGHT, TV_WEIGHT, LossWeights,
                                    PerceptualLoss)
-from realtime_style.stability import stability_loss
+from realtime_style.stability import MODES as STABILITY_MODES, stability_loss
 from realtime_style.torch_utils import image_to_tensor, select_device
 from realtime_style.transformer_net import ARCHITECTURES, build_net
 from realtime_style.vgg import load_vgg19
@@ -73,13 +74,14 @@ TRAIN_CONTENT_WEIGHT = 1e-4
 # must equal moving the stylized photo. Off by default: on short runs it cut flicker 34-62 % but raised
 # the style loss 66 %, far above the 10 % allowed (docs/temporal.md); to be measured on full runs.
 TEMPORAL_WEIGHT = 0.0
+TEMPORAL_MODE = "motion"
 
 DEFAULTS = {
     "style": None, "name": None, "data": None, "steps": None, "epochs": None,
     "batch_size": 4, "size": 256, "style_size": 512, "lr": 1e-3,
     "content_weight": TRAIN_CONTENT_WEIGHT, "style_weight": STYLE_WEIGHT, "tv_weight": TV_WEIGHT,
     "content_layer": CONTENT_LAYER, "temporal_weight": TEMPORAL_WEIGHT,
-    "arch": "standard", "seed": 0, "workers": 2, "device": "auto", "out_dir": None,
+    "temporal_mode": TEMPORAL_MODE, "arch": "standard", "seed": 0, "workers": 2, "device": "auto", "out_dir": None,
     "checkpoint_every": 200, "preview_every": 200, "resume": None, "overwrite": False,
     "amp": True, "channels_last": None, "models_dir": "models", "export": True,
     "display_name": None, "style_credit": None, "style_license": None,
@@ -87,7 +89,7 @@ DEFAULTS = {
 }
 # A resumed run keeps these from its checkpoint; giving a different value is an error.
 RUN_DEFINING = ("name", "arch", "batch_size", "size", "style_size", "lr", "content_weight", "content_layer",
-                "style_weight", "tv_weight", "temporal_weight", "seed", "lr_schedule", "init_from")
+                "style_weight", "tv_weight", "temporal_weight", "temporal_mode", "seed", "lr_schedule", "init_from")
 # --lr-schedule cosine ends at this fraction of --lr.
 FINAL_LR_FRACTION = 0.1
 
@@ -108,9 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help=f"Adam learning rate (default {d['lr']})")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"),
                    help="constant, or cosine decay to a tenth of --lr at the last step (default constant)")
-    p.add_argument("--init-from", metavar="CKPT",
-                   help="start from the net of another run's checkpoint (same --arch) instead of random weights, "
-                        "e.g. to raise the style weight of a trained net (docs/training.md)")
+    p.add_argument("--init-from", metavar="CKPT_OR_ONNX",
+                   help="start from the net of another run's checkpoint, or of an exported model such as a "
+                        "shipped style (same --arch), instead of random weights, e.g. to raise the style weight "
+                        "of a trained net (docs/training.md)")
     p.add_argument("--content-weight", type=float, help=f"default {d['content_weight']}")
     p.add_argument("--style-weight", type=float, help=f"default {d['style_weight']}")
     p.add_argument("--tv-weight", type=float, help=f"default {d['tv_weight']}")
@@ -118,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temporal-weight", type=float,
                    help=f"stability under small motion and noise, against flicker in video; 0 turns it off "
                         f"(default {d['temporal_weight']})")
+    p.add_argument("--temporal-mode", choices=STABILITY_MODES,
+                   help="motion: small random motion plus noise; noise: noise alone "
+                        f"(default {d['temporal_mode']})")
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), help=f"default {d['arch']}")
     p.add_argument("--seed", type=int, help=f"fixes init, data order and crops (default {d['seed']})")
     p.add_argument("--workers", type=int, help=f"DataLoader worker processes (default {d['workers']})")
@@ -130,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_const", const=True,
                    help="replace an existing run folder and model of this name")
     p.add_argument("--no-amp", dest="amp", action="store_const", const=False,
-                   help="run the loss network in float32 too (default: VGG under bf16 autocast on CPU, "
+                   help="run the loss network in float32 too (default: VGG under bf16 autocast on CPUs with "
+                        "AVX-512 BF16 or AMX, "
                         "bf16 or fp16 on CUDA; the style net always trains in float32)")
     p.add_argument("--models-dir", help=f"where the ONNX model is written (default {d['models_dir']})")
     p.add_argument("--no-export", dest="export", action="store_const", const=False,
@@ -186,14 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     initial_weights = None
     if config["init_from"] and not resuming:
         config["init_from"] = str(Path(config["init_from"]).absolute())
-        start = load_checkpoint(Path(config["init_from"]))
+        start = starting_net(Path(config["init_from"]))
         if start["arch"] != config["arch"]:
             raise UserError(f"--init-from {config['init_from']} holds a {start['arch']!r} net, not "
                             f"{config['arch']!r}: pass --arch {start['arch']} to start from it")
         check_arch(start, config["arch"], Path(config["init_from"]))  # same name, but has it changed since?
         initial_weights = start["model"]
         # The steps behind the starting net, so the model's metadata can state its whole training.
-        config["earlier_steps"] = int(start["step"]) + int(start["config"].get("earlier_steps", 0))
+        config["earlier_steps"] = start["steps"]
     good_files, bad_files = scan_images(config["data"])
     held_out = good_files[:min(PREVIEW_PHOTOS, len(good_files) // 2)]
     train_files = good_files[len(held_out):]
@@ -307,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         if config["temporal_weight"]:
             # Its own generator, seeded by the step, so a resumed run draws the same motions.
             motions = torch.Generator().manual_seed(config["seed"] * 1_000_003 + step)
-            temporal = config["temporal_weight"] * stability_loss(model, images, output, motions)
+            temporal = config["temporal_weight"] * stability_loss(model, images, output, motions,
+                                                                  config["temporal_mode"])
         # One all-reduce carries the logged losses, the failure count and the stop request, so that
         # every process sees the same numbers and leaves the loop at the same step.
         stats = torch.stack([terms.content.detach(), terms.style.detach(), terms.tv.detach(),
@@ -390,6 +398,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ====================================================================== helpers
+
+
+def starting_net(path: Path) -> dict:
+    """What --init-from starts from: a run's checkpoint, or an exported model (a shipped style).
+
+    Returns arch, net_config, the state dict and the training steps already behind the net.
+    """
+    if path.suffix.lower() == ".onnx":
+        if not path.is_file():
+            raise UserError(f"--init-from {path} does not exist")
+        net, metadata = net_from_onnx(path)
+        steps = int(metadata.get("train_steps_total") or metadata.get("train_steps") or 0)
+        return {"arch": metadata.get("arch", "?"), "net_config": plain(net.config.to_dict()),
+                "model": net.state_dict(), "steps": steps}
+    checkpoint = load_checkpoint(path)
+    steps = int(checkpoint["step"]) + int(checkpoint["config"].get("earlier_steps", 0))
+    return {"arch": checkpoint["arch"], "net_config": checkpoint["net_config"], "model": checkpoint["model"],
+            "steps": steps}
 
 
 def resume_path(explicit: dict) -> Path:
@@ -477,10 +503,20 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     float32 on two seeds, while bf16 VGG alone was within seed noise of float32).
     """
     if device.type == "cpu":
-        return torch.bfloat16
+        return torch.bfloat16 if cpu_has_native_bf16() else None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return None  # MPS: autocast support varies by macOS and torch version
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX-512 BF16 or AMX: without them oneDNN emulates bf16 and VGG runs far slower than in float32.
+
+    On a 2-core AVX2 CPU (AMD EPYC) a lite-net step (batch 4, 128 px) took 138 s with bf16 VGG and
+    2.6 s in float32 (docs/training.md); on CPUs with AVX-512 BF16, bf16 halves the step time.
+    """
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 class StopRequest:
