@@ -62,14 +62,32 @@ def main() -> None:
     print("|---|" + "---:|" * (len(args.videos) + 2))
     inputs_row = [f"{warping_error(f, f).input:.2f}" for f in clips.values()]
     print(f"| input frames | {' | '.join(inputs_row)} | {mean_change(noisy):.2f} | |")
+    rows = {}  # label -> (warping errors..., still change, objective, style term)
     for model in args.models:
         variants = [("", 0.0)] + ([(f" + stabilize {args.stabilize}", args.stabilize)] if args.stabilize else [])
         engine = StyleEngine(model, device="cpu", controls=StyleControls())
         for label, strength in variants:
-            cells = [f"{warping_error(f, stylize(engine, f, strength)).output:.2f}" for f in clips.values()]
+            errors = [warping_error(f, stylize(engine, f, strength)).output for f in clips.values()]
             change = mean_change(stylize(engine, noisy, strength))
-            objective = "" if args.no_objective or strength else kodak_objective(engine, args.max_size)
-            print(f"| {Path(model).stem}{label} | {' | '.join(cells)} | {change:.2f} | {objective} |", flush=True)
+            objective = (None, None) if args.no_objective or strength else kodak_objective(engine)
+            name = f"{Path(model).stem}{label}"
+            rows[name] = [*errors, change, *objective]
+            cell = "" if objective[0] is None else f"{objective[0]:.2f} ({objective[1]:.2f})"
+            print(f"| {name} | {' | '.join(f'{e:.2f}' for e in errors)} | {change:.2f} | {cell} |", flush=True)
+    print_changes(rows, [*args.videos, "still scene", "objective", "style term"])
+
+
+def print_changes(rows: dict[str, list], columns: list[str]) -> None:
+    """Each row against the first, in percent: what the targets are stated in."""
+    base_name, base = next(iter(rows.items()))
+    if len(rows) < 2:
+        return
+    print(f"\nChange against {base_name} (negative: lower):\n")
+    print("| model | " + " | ".join(columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for name, values in list(rows.items())[1:]:
+        cells = ["" if v is None or b in (None, 0) else f"{(v / b - 1) * 100:+.0f} %" for v, b in zip(values, base)]
+        print(f"| {name} | {' | '.join(cells)} |")
 
 
 def stabilizer_cost(model: str, strength: float, repeats: int = 10) -> None:
@@ -132,20 +150,19 @@ def mean_change(frames: list[np.ndarray]) -> float:
     return float(np.mean([np.abs(b.astype(np.float32) - a).mean() for a, b in zip(frames, frames[1:])]))
 
 
-def kodak_objective(engine: StyleEngine, long_side: int) -> str:
+def kodak_objective(engine: StyleEngine, long_side: int = 256) -> tuple[float | None, float | None]:
+    """Mean Gatys objective (and its style term) of the model's output on the Kodak photos."""
     path = painting_of(engine.metadata)
-    if path is None:
-        return "n/a"
-    objective = model_objective(engine.metadata, load_image(path).rgb)
+    objective = model_objective(engine.metadata, load_image(path).rgb) if path else None
     if objective is None:
-        return "n/a (no torch)"
+        return None, None  # no painting found, or no torch
     totals, styles = [], []
     for name in KODAK:
-        photo = resize_long_side(load_image(SHARED / "eval" / "kodak24" / f"{name}.png").rgb, 256)
+        photo = resize_long_side(load_image(SHARED / "eval" / "kodak24" / f"{name}.png").rgb, long_side)
         terms = objective(photo, engine.stylize(photo))
         totals.append(terms["total"])
         styles.append(terms["style"])
-    return f"{np.mean(totals):.2f} ({np.mean(styles):.2f})"
+    return float(np.mean(totals)), float(np.mean(styles))
 
 
 def painting_of(metadata: dict) -> Path | None:

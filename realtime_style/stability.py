@@ -18,6 +18,8 @@ MAX_SHIFT = 0.03    # of the image side
 MAX_ROTATION = 2.0  # degrees
 MAX_ZOOM = 0.03     # relative
 NOISE = 0.02        # std of Gaussian noise on [0, 1] pixels
+PATCH = (0.1, 0.3)  # "local" mode: side of the pasted patch, as a fraction of the image side
+MARGIN = 12         # "local" mode: pixels around the patch where the output may change
 
 
 def random_motion(batch: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -39,15 +41,34 @@ def move(images: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch
     return moved, inside
 
 
-MODES = ("motion", "noise")
+MODES = ("motion", "noise", "local")
+
+
+def paste_patch(images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image with a square of another one pasted in, and a mask of the pixels away from it.
+
+    A person walking through a still scene changes a small region; with instance norm, the whole
+    frame's statistics change with it, and a net can repaint the whole frame (global flicker).
+    """
+    batch, _, height, width = images.shape
+    u = torch.rand(batch, 3, generator=generator).to(images.device)
+    side = (PATCH[0] + u[:, 0] * (PATCH[1] - PATCH[0])) * min(height, width)
+    top, left = u[:, 1] * (height - side), u[:, 2] * (width - side)
+    ys = torch.arange(height, device=images.device).view(1, height, 1)
+    xs = torch.arange(width, device=images.device).view(1, 1, width)
+    patch = ((ys >= top.view(-1, 1, 1)) & (ys < (top + side).view(-1, 1, 1))
+             & (xs >= left.view(-1, 1, 1)) & (xs < (left + side).view(-1, 1, 1))).unsqueeze(1).to(images.dtype)
+    donors = images.flip(-1).roll(1, 0)  # another photo, mirrored so that a batch of one still changes
+    near = F.max_pool2d(patch, 2 * MARGIN + 1, stride=1, padding=MARGIN)
+    return images * (1 - patch) + donors * patch, 1 - near
 
 
 def stability_loss(net, images: torch.Tensor, output: torch.Tensor, generator: torch.Generator,
                    mode: str = "motion") -> torch.Tensor:
-    """Mean squared difference between f(T(x) + noise) and T(f(x)) on pixels inside both frames.
+    """Mean squared difference between f(T(x) + noise) and T(f(x)) on the pixels T leaves comparable.
 
-    mode "noise" leaves T out (f(x + noise) against f(x)): strided convolutions cannot follow
-    sub-pixel motion exactly, so asking for it also pulls the net toward smooth output.
+    T is a small motion ("motion"), nothing ("noise": f(x + noise) against f(x)), or a patch of
+    another photo pasted in ("local": the output away from the patch must not change).
     """
     if mode == "motion":
         theta = random_motion(images.shape[0], generator, images.device)
@@ -55,6 +76,9 @@ def stability_loss(net, images: torch.Tensor, output: torch.Tensor, generator: t
         moved_output, _ = move(output, theta)
     elif mode == "noise":
         moved_images, moved_output, inside = images, output, torch.ones_like(images[:, :1])
+    elif mode == "local":
+        moved_images, inside = paste_patch(images, generator)
+        moved_output = output
     else:
         raise ValueError(f"unknown stability mode {mode!r}; use one of {', '.join(MODES)}")
     noise = torch.randn(moved_images.shape, generator=generator).to(images.device) * NOISE

@@ -63,7 +63,7 @@ def test_video_stabilize_keeps_frames_and_timestamps(tmp_path):
     assert out_times == pytest.approx(times, abs=1e-3)
 
 
-@pytest.mark.parametrize("mode", ["motion", "noise"])
+@pytest.mark.parametrize("mode", ["motion", "noise", "local"])
 def test_stability_loss_falls_on_a_tiny_run(mode):
     torch = pytest.importorskip("torch")
     from realtime_style.stability import stability_loss
@@ -85,7 +85,7 @@ def test_stability_loss_falls_on_a_tiny_run(mode):
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
 
 
-@pytest.mark.parametrize("mode", ["motion", "noise"])
+@pytest.mark.parametrize("mode", ["motion", "noise", "local"])
 def test_stability_loss_of_a_net_that_ignores_nothing_is_the_noise(mode):
     """A net that passes its input through moves exactly with it: only the added noise is left."""
     torch = pytest.importorskip("torch")
@@ -96,3 +96,24 @@ def test_stability_loss_of_a_net_that_ignores_nothing_is_the_noise(mode):
     assert float(loss) == pytest.approx(NOISE ** 2, rel=0.1)
     with pytest.raises(ValueError, match="unknown stability mode"):
         stability_loss(lambda x: x, images, images, torch.Generator(), "blur")
+
+
+def test_pasted_patch_is_masked_with_its_margin():
+    """Only the pasted square changes, and the mask leaves out the square and MARGIN pixels around it."""
+    torch = pytest.importorskip("torch")
+    from realtime_style.stability import MARGIN, PATCH, paste_patch
+
+    images = torch.rand(3, 3, 96, 128)
+    changed, keep = paste_patch(images, torch.Generator().manual_seed(1))
+    differs = (changed != images).any(1)
+    for b in range(3):
+        ys, xs = torch.nonzero(differs[b], as_tuple=True)
+        side = max(int(ys.max() - ys.min()) + 1, int(xs.max() - xs.min()) + 1)
+        assert PATCH[0] * 96 - 1 <= side <= PATCH[1] * 96 + 1  # one square of the stated size
+        assert (keep[b, 0][differs[b]] == 0).all()  # never compared where the input changed
+        away = keep[b, 0] == 1
+        assert away.float().mean() > 0.5 and not differs[b][away].any()
+        # the margin: a pixel MARGIN away from the square is masked, one MARGIN + 1 away is not
+        assert keep[b, 0, ys.min(), max(0, int(xs.min()) - MARGIN)] == 0
+        if xs.min() - MARGIN - 1 >= 0:
+            assert keep[b, 0, ys.min(), xs.min() - MARGIN - 1] == 1
