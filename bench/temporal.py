@@ -72,7 +72,10 @@ def main() -> None:
             objective = (None, None) if args.no_objective or strength else kodak_objective(engine)
             name = f"{Path(model).stem}{label}"
             rows[name] = [*errors, change, *objective]
-            cell = "" if objective[0] is None else f"{objective[0]:.2f} ({objective[1]:.2f})"
+            if objective[0] is not None:
+                cell = f"{objective[0]:.2f} ({objective[1]:.2f})"
+            else:  # not asked for, or the painting or torch is missing
+                cell = "" if args.no_objective or strength else "n/a"
             print(f"| {name} | {' | '.join(f'{e:.2f}' for e in errors)} | {change:.2f} | {cell} |", flush=True)
     print_changes(rows, [*args.videos, "still scene", "objective", "style term"])
 
