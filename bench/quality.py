@@ -12,8 +12,9 @@ like):
   keeps up on a CPU); the lite/standard ratio at full resolution;
 - with --gatys-iters, the Gatys L-BFGS optimisation's objective after that many iterations,
   started from the photo (slow on a CPU: about 2 s an iteration at 512 px);
-- the fp16-vs-fp32 PSNR recorded by the export.
-The warping error on the shared videos is bench/temporal.py's job.
+- the fp16-vs-fp32 PSNR recorded by the export;
+- the warping error of both nets on the shared videos (bench/temporal.py's measure, first 40
+  frames at 320 px), next to the input's: flicker, per style.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ import numpy as np
 import torch
 
 from model_examples import model_objective
-from temporal import SHARED
+from temporal import SHARED, VIDEOS, read_frames, stylize
 from realtime_style.engine import StyleControls, StyleEngine
 from realtime_style.errors import UserError
 from realtime_style.gatys import GatysConfig, run_gatys
 from realtime_style.images import load_image, resize_long_side
 from realtime_style.losses import LossWeights, PerceptualLoss
-from realtime_style.styles import resolve_style
+from realtime_style.styles import installed_styles, resolve_style
+from realtime_style.temporal import warping_error
 from realtime_style.vgg import load_vgg19
 
 KODAK = SHARED / "eval" / "kodak24"
@@ -41,13 +43,17 @@ STYLES = SHARED / "styles"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--styles", nargs="+", default=["mosaic"])
+    parser.add_argument("--styles", nargs="+", help="default: every installed standard net")
     parser.add_argument("--kodak", type=Path, default=KODAK)
     parser.add_argument("--paintings", type=Path, default=STYLES, help="folder with NAME.jpg per style")
     parser.add_argument("--photos", type=int, default=24, help="the first N Kodak photos")
     parser.add_argument("--long-side", type=int, default=512)
     parser.add_argument("--gatys-iters", type=int, nargs="*", default=[])
+    parser.add_argument("--videos", nargs="*", default=list(VIDEOS), help="shared videos for the warping error "
+                        "(none: skip it)")
     args = parser.parse_args()
+    args.styles = args.styles or [s.name for s in installed_styles() if not s.name.endswith("_lite")]
+    clips = [read_frames(SHARED / "video" / name, 40, 320) for name in args.videos]
     photos = sorted(args.kodak.glob("*.png"))[:args.photos]
     if not photos:
         parser.error(f"no photos in {args.kodak}")
@@ -83,12 +89,24 @@ def main() -> None:
             print(f"| {path.stem} | " + " | ".join(f"{v:.2f}" for v in values) + " |", flush=True)
         mean = np.mean(rows, axis=0)
         print("| **mean** | " + " | ".join(f"**{v:.2f}**" for v in mean) + " |")
-        summary.append((name, mean))
+        flicker = [video_flicker(engine, clips) if engine else float("nan") for engine in (standard, lite)]
+        if clips:
+            print(f"warping error, mean of {', '.join(args.videos)}: input {video_flicker(None, clips):.2f}, "
+                  f"standard {flicker[0]:.2f}, lite {flicker[1]:.2f}")
+        summary.append((name, [*mean[:5], *flicker]))
     if len(summary) > 1:
-        print("\n| style | photo | standard | lite | lite x0.5 | lite / standard |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for name, mean in summary:
-            print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in mean[:5]) + " |")
+        print("\n| style | photo | standard | lite | lite x0.5 | lite / standard | warping error standard | lite |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for name, values in summary:
+            print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+
+
+def video_flicker(engine: StyleEngine | None, clips: list[list[np.ndarray]]) -> float:
+    """Mean warping error over the clips of the engine's output, or of the input frames for None."""
+    if not clips:
+        return float("nan")
+    return float(np.mean([warping_error(frames, stylize(engine, frames, 0.0)).output if engine
+                          else warping_error(frames, frames).input for frames in clips]))
 
 
 def gatys_objectives(photo: np.ndarray, painting: np.ndarray, loss_fn: PerceptualLoss, meta: dict,

@@ -41,6 +41,12 @@ REQUIRED_KEYS = ("model", "optimizer", "step", "rng", "arch", "net_config", "los
                  "style_name", "style_sha256")
 
 
+def training_hardware(config: Mapping[str, Any], earlier: bool = True) -> str:
+    """What a run's steps ran on (its config's ``hardware`` list), after its --init-from runs' if ``earlier``."""
+    parts = [config.get("earlier_hardware") if earlier else None, "; ".join(config.get("hardware", []))]
+    return "; ".join(filter(None, parts)) or "unknown"
+
+
 def plain(value: Any) -> Any:
     """Convert to what weights_only loading accepts: tuples -> lists, paths -> str, numpy -> python."""
     if isinstance(value, Mapping):

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from realtime_style import __version__
-from realtime_style.checkpoint import load_checkpoint, net_from_checkpoint
+from realtime_style.checkpoint import load_checkpoint, net_from_checkpoint, training_hardware
 from realtime_style.errors import UserError
 from realtime_style.files import atomic_output, check_output_path
 from realtime_style.images import load_image
@@ -181,6 +181,9 @@ def model_metadata(checkpoint: dict, precision: str, psnr_db: float) -> dict[str
         "train_steps": str(int(checkpoint["step"])),
         # With --init-from, the steps of the runs this one started from as well.
         "train_steps_total": str(int(checkpoint["step"]) + int(config.get("earlier_steps", 0))),
+        # What the steps ran on: this run's machines, then with --init-from the earlier runs' as well.
+        "train_hardware": training_hardware(config, earlier=False),
+        "train_hardware_total": training_hardware(config),
         "train_config": json.dumps(config, sort_keys=True, default=str),
         "loss": json.dumps(checkpoint["loss_weights"], sort_keys=True),
         "vgg": f"VGG19 Caffe weights ({KERAS_FILE}, md5 {KERAS_MD5}), convs to conv5_1",

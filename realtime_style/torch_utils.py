@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
@@ -24,6 +26,29 @@ def select_device(name: str = "auto") -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise UserError(f"--device {name}: not a device name (auto, cpu, cuda, cuda:N, mps)") from None
+
+
+def describe_hardware(device: torch.device, amp_dtype: torch.dtype | None) -> str:
+    """One line on what a run trained on, stored in the model: step counts only compare on like hardware."""
+    precision = str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32"
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return f"cuda: {name}, VGG in {precision}"
+    if device.type == "cpu":
+        return f"cpu: {_cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, VGG in {precision}"
+    return f"{device.type}, VGG in {precision}"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def image_to_tensor(rgb: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -49,7 +74,6 @@ def available_memory_bytes(device: torch.device) -> int:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    import os
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
     except (ValueError, OSError, AttributeError):

@@ -161,6 +161,9 @@ def test_tiny_run_exports_a_model_onnx_runtime_runs(workdir: Path, straight):
     assert "model: models/straight.onnx (fp16" in straight.stdout
     meta = read_metadata(model)
     assert meta["train_steps"] == "20" and meta["arch"] == "lite" and meta["name"] == "straight"
+    # What it trained on, so that step counts can be compared: this test runs on the CPU.
+    assert meta["train_hardware"].startswith("cpu: ") and "cores" in meta["train_hardware"]
+    assert meta["train_hardware_total"] == meta["train_hardware"]  # no earlier runs behind it
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     out = session.run(None, {"image": np.random.rand(1, 3, 32, 48).astype(np.float16)})[0]
     assert out.shape == (1, 3, 32, 48) and np.isfinite(out).all()
@@ -195,10 +198,14 @@ def test_init_from_starts_from_another_runs_net(workdir: Path, straight):
 
 def test_init_from_an_exported_model(workdir: Path, straight):
     """A shipped style (fp16 ONNX) is a valid start: its weights, upcast, are what training starts from."""
+    from realtime_style.styles import read_metadata
+
     result = train(workdir, *fresh(workdir, "from_onnx", "--steps", "1", "--workers", "0", "--no-export",
                                    "--init-from", "models/straight.onnx", "--lr", "1e-12"))
     assert_ok(result)
-    assert load_checkpoint(workdir / "runs" / "from_onnx" / "checkpoint.pt")["config"]["earlier_steps"] == 20
+    config = load_checkpoint(workdir / "runs" / "from_onnx" / "checkpoint.pt")["config"]
+    assert config["earlier_steps"] == 20
+    assert config["earlier_hardware"] == read_metadata(workdir / "models" / "straight.onnx")["train_hardware"]
     trained = model_state(workdir / "runs" / "straight" / "checkpoint.pt")
     tuned = model_state(workdir / "runs" / "from_onnx" / "checkpoint.pt")
     for key, value in trained.items():  # fp16 in the file: equal to half precision, not bit for bit

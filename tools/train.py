@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from realtime_style.backends import net_from_onnx
 from realtime_style.checkpoint import (capture_rng, check_arch, load_checkpoint, plain, restore_rng,
-                                       save_checkpoint)
+                                       save_checkpoint, training_hardware)
 from realtime_style.dataset import (ImageFolderDataset, StepBatchSampler, files_digest, ignore_interrupts,
                                     load_previews, scan_images)
 from realtime_style.errors import UserError
@@ -52,7 +52,7 @@ from realtime_style.images import load_image, resize_long_side, save_image, to_u
 from realtime_style.losses import (CONTENT_LAYER, STYLE_WEIGHT, TV_WEIGHT, LossWeights,
                                    PerceptualLoss)
 from realtime_style.stability import MODES as STABILITY_MODES, stability_loss
-from realtime_style.torch_utils import image_to_tensor, select_device
+from realtime_style.torch_utils import describe_hardware, image_to_tensor, select_device
 from realtime_style.transformer_net import ARCHITECTURES, build_net
 from realtime_style.vgg import load_vgg19
 from realtime_style.weights import file_digest
@@ -61,9 +61,10 @@ PROG = "train.py"
 CHECKPOINT = "checkpoint.pt"     # inside the out-dir; always the latest good state
 PREVIEW_PHOTOS = 4               # the first readable photos of --data, held out of training
 DEFAULT_STEPS = 4000
-# On a 2-core AVX-512 CPU (standard net, batch 4, 256 px) channels_last measured 2% faster with the
-# default bf16 VGG (3.59 vs 3.66 s/step) and 4% slower in float32 (5.00 vs 4.80): noise, so keep it off.
-CPU_CHANNELS_LAST = False
+# channels_last on the CPU: on a 2-core AVX-512 CPU (standard net, batch 4, 256 px) 2% faster with the
+# default bf16 VGG (3.59 vs 3.66 s/step) and 4% slower in float32 (5.00 vs 4.80, --no-amp only); on a
+# 2-core AVX2 CPU, where VGG runs in float32 by default, 17% faster (4.9 vs 5.7 s/step at 128 px).
+CPU_CHANNELS_LAST = True
 
 # A fast net starts from random weights, not from the photo as the Gatys method does, so its
 # content term must be stronger: with the Gatys default (2e-6) the nets learned flat colour with
@@ -150,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-license", help="the painting's licence (stored in the model)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="NHWC memory layout (default: on for CUDA, "
-                        f"{'on' if CPU_CHANNELS_LAST else 'off'} on CPU, where it measured no faster)")
+                        f"{'on' if CPU_CHANNELS_LAST else 'off'} on CPU; docs/training.md has the timings)")
     return p
 
 
@@ -204,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         initial_weights = start["model"]
         # The steps behind the starting net, so the model's metadata can state its whole training.
         config["earlier_steps"] = start["steps"]
+        config["earlier_hardware"] = start["hardware"]
     good_files, bad_files = scan_images(config["data"])
     held_out = good_files[:min(PREVIEW_PHOTOS, len(good_files) // 2)]
     train_files = good_files[len(held_out):]
@@ -225,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     amp_dtype = autocast_dtype(device) if config["amp"] else None
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+    # Every machine this run has trained on (a resumed run may move), for the model's metadata.
+    hardware = describe_hardware(device, amp_dtype) + (f" x {world_size} processes" if world_size > 1 else "")
+    config["hardware"] = list(dict.fromkeys([*config.get("hardware", []), hardware]))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
 
@@ -414,11 +419,12 @@ def starting_net(path: Path) -> dict:
         net, metadata = net_from_onnx(path)
         steps = int(metadata.get("train_steps_total") or metadata.get("train_steps") or 0)
         return {"arch": metadata.get("arch", "?"), "net_config": plain(net.config.to_dict()),
-                "model": net.state_dict(), "steps": steps}
+                "model": net.state_dict(), "steps": steps,
+                "hardware": metadata.get("train_hardware_total") or metadata.get("train_hardware") or "unknown"}
     checkpoint = load_checkpoint(path)
     steps = int(checkpoint["step"]) + int(checkpoint["config"].get("earlier_steps", 0))
     return {"arch": checkpoint["arch"], "net_config": checkpoint["net_config"], "model": checkpoint["model"],
-            "steps": steps}
+            "steps": steps, "hardware": training_hardware(checkpoint["config"])}
 
 
 def resume_path(explicit: dict) -> Path:

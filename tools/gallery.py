@@ -1,0 +1,169 @@
+#!/usr/bin/env python
+"""Pictures of the installed styles: the README's gallery and docs/styles.md.
+
+    python tools/gallery.py                  # after training or replacing a style
+
+Writes, for every style NAME shipped in models/ (and NAME_lite beside it, when there is one):
+- docs/img/gallery/NAME.jpg: the bundled sample photo in that style, small, for the README's
+  gallery (between its "gallery" markers, which this rewrites);
+- docs/img/styles/NAME.jpg: two Kodak photos, each beside its standard and lite versions, and
+  docs/img/styles/NAME_painting.jpg, the painting, for docs/styles.md (written whole).
+Every picture goes through the runtime's engine (ONNX Runtime on the CPU), as a user gets it.
+The paintings come from ../shared/data/styles; without it the painting column is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+import numpy as np
+from PIL import Image
+
+from realtime_style.engine import StyleEngine
+from realtime_style.images import load_image, resize_long_side, save_image
+from realtime_style.styles import StyleModel, read_metadata, shipped_models_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+GALLERY_PHOTO = ROOT / "samples" / "kodim23.jpg"
+STYLE_PHOTOS = [SHARED / "eval" / "kodak24" / name for name in ("kodim15.png", "kodim05.png")]
+RUN_LONG_SIDE = 512       # the nets paint at this size, as bench/quality.py measures them
+CELL_LONG_SIDE = 320      # and are shown at this size in docs/styles.md
+THUMB_LONG_SIDE = 200     # README gallery
+GAP = 4
+MARKERS = ("<!-- gallery:start -->", "<!-- gallery:end -->")
+PER_ROW = 5
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--paintings", type=Path, default=SHARED / "styles", help="folder with the style images")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs")
+    args = parser.parse_args()
+
+    # The shipped models only, not a user's own ($RTSTYLE_MODELS, ~/.local/share/rtstyle/models).
+    styles = {p.stem: StyleModel(p.stem, p) for p in sorted(shipped_models_dir().glob("*.onnx"))}
+    standard = [s for name, s in styles.items() if not name.endswith("_lite")]
+    (args.docs / "img" / "gallery").mkdir(parents=True, exist_ok=True)
+    (args.docs / "img" / "styles").mkdir(parents=True, exist_ok=True)
+
+    gallery_photo = resize_long_side(load_image(GALLERY_PHOTO).rgb, RUN_LONG_SIDE)
+    save_image(args.docs / "img" / "gallery" / "photo.jpg", shrink(gallery_photo, THUMB_LONG_SIDE), quality=85)
+    photos = [resize_long_side(load_image(p).rgb, RUN_LONG_SIDE) for p in STYLE_PHOTOS if p.is_file()]
+    sections = []
+    for style in standard:
+        lite = styles.get(f"{style.name}_lite")
+        engines = [StyleEngine(style.path, device="cpu")] + ([StyleEngine(lite.path, device="cpu")] if lite else [])
+        thumb = shrink(engines[0].stylize(gallery_photo), THUMB_LONG_SIDE)
+        save_image(args.docs / "img" / "gallery" / f"{style.name}.jpg", thumb, quality=85)
+        if photos:
+            rows = [[shrink(p, CELL_LONG_SIDE)] + [shrink(e.stylize(p), CELL_LONG_SIDE) for e in engines]
+                    for p in photos]
+            save_image(args.docs / "img" / "styles" / f"{style.name}.jpg", grid(rows), quality=82)
+        painting = find_painting(args.paintings, engines[0].metadata)
+        if painting is not None:
+            save_image(args.docs / "img" / "styles" / f"{style.name}_painting.jpg",
+                       shrink(painting, CELL_LONG_SIDE), quality=85)
+        sections.append(style_section(style, lite, painting is not None, bool(photos)))
+        print(f"{style.name}: done{' (no lite net)' if lite is None else ''}")
+
+    (args.docs / "styles.md").write_text(styles_page(sections, standard, args.paintings))
+    replace_gallery(args.readme, [s.name for s in standard])
+    print(f"wrote {args.docs / 'styles.md'} and the gallery in {args.readme}")
+
+
+def shrink(rgb: np.ndarray, long_side: int) -> np.ndarray:
+    """Downscale for display (never up): the nets run at RUN_LONG_SIDE, the page shows less."""
+    height, width = rgb.shape[:2]
+    scale = long_side / max(height, width)
+    if scale >= 1:
+        return rgb
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+
+
+def grid(rows: list[list[np.ndarray]]) -> np.ndarray:
+    """Cells side by side, rows one above the other, white gaps; cells padded to the largest."""
+    height = max(c.shape[0] for r in rows for c in r)
+    width = max(c.shape[1] for r in rows for c in r)
+    columns = max(len(r) for r in rows)
+    canvas = np.full((len(rows) * (height + GAP) - GAP, columns * (width + GAP) - GAP, 3), 255, np.uint8)
+    for i, row in enumerate(rows):
+        for j, cell in enumerate(row):
+            y, x = i * (height + GAP), j * (width + GAP)
+            canvas[y:y + cell.shape[0], x:x + cell.shape[1]] = cell
+    return canvas
+
+
+def find_painting(folder: Path, metadata: dict[str, str]) -> np.ndarray | None:
+    for suffix in (".jpg", ".jpeg", ".png"):
+        path = folder / f"{metadata.get('style_image', '')}{suffix}"
+        if path.is_file():
+            return load_image(path).rgb
+    return None
+
+
+def training_line(model: StyleModel) -> str:
+    meta = read_metadata(model.path)
+    steps = meta.get("train_steps_total") or meta.get("train_steps") or "?"
+    hardware = meta.get("train_hardware_total") or "not recorded (see models/README.md)"
+    return (f"| {model.name} | {meta.get('arch', '?')} | {int(steps):,} | {meta.get('train_size', '?')} px | "
+            f"{hardware} | {meta.get('fp16_psnr_db', '?')} dB |")
+
+
+def style_section(style: StyleModel, lite: StyleModel | None, painting: bool, photos: bool) -> str:
+    meta = read_metadata(style.path)
+    lines = [f"## {meta.get('display_name', style.name)}", ""]
+    if painting:
+        lines += [f"![the painting]({'img/styles/' + style.name + '_painting.jpg'})", ""]
+    lines += [f"{meta.get('style_credit', 'unknown')}. Licence: {meta.get('style_license', 'unknown')}.", ""]
+    if photos:
+        columns = "photo, standard net" + (", lite net" if lite else " (no lite net yet)")
+        lines += [f"![{style.name}: {columns}](img/styles/{style.name}.jpg)", "",
+                  f"*Columns: {columns}. `rtstyle image photo.jpg out.jpg --style {style.name}`.*", ""]
+    lines += ["| model | net | steps | trained at | trained on | fp16 vs fp32 |", "|---|---|---:|---|---|---:|",
+              training_line(style)]
+    if lite:
+        lines.append(training_line(lite))
+    return "\n".join(lines) + "\n"
+
+
+def styles_page(sections: list[str], standard: list[StyleModel], paintings: Path) -> str:
+    trained = {s.name for s in standard}
+    missing = sorted(p.stem for p in paintings.glob("*.jpg") if p.stem not in trained) if paintings.is_dir() else []
+    head = ["# Styles", "",
+            "Every shipped style, on two Kodak photos the nets never saw in training (run at 512 px on the "
+            "long side through ONNX Runtime on the CPU, shown at 320 px). The lite net is the one the webcam "
+            "uses on a CPU ([performance.md](performance.md)). Steps and hardware are what each model's "
+            "metadata records; `rtstyle styles` lists them too. Quality numbers: [quality.md](quality.md).", "",
+            "*Generated by `python tools/gallery.py`; do not edit by hand.*", ""]
+    if missing:
+        head += [f"Not trained yet: {', '.join(missing)}.", ""]
+    return "\n".join(head) + "\n" + "\n".join(sections)
+
+
+def replace_gallery(readme: Path, names: list[str]) -> None:
+    """The README's table of thumbnails, headed by the --style names, between MARKERS."""
+    cells = [("photo", "docs/img/gallery/photo.jpg")] + [(f"`{n}`", f"docs/img/gallery/{n}.jpg") for n in names]
+    table = []
+    for start in range(0, len(cells), PER_ROW):
+        chunk = cells[start:start + PER_ROW]
+        table.append("| " + " | ".join(label for label, _ in chunk) + " |")
+        if start == 0:
+            table.append("|" + "---|" * len(chunk))
+        table.append("| " + " | ".join(f"![{label.strip('`')}]({path})" for label, path in chunk) + " |")
+    block = "\n".join([MARKERS[0], *table, MARKERS[1]])
+    text = readme.read_text()
+    pattern = re.compile(re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1]), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"{readme} has no {MARKERS[0]} ... {MARKERS[1]} block to fill")
+    readme.write_text(pattern.sub(lambda _: block, text))
+
+if __name__ == "__main__":
+    main()
