@@ -126,7 +126,7 @@ def style_section(style: StyleModel, lite: StyleModel | None, painting: bool, ph
     if photos:
         columns = "photo, standard net" + (", lite net" if lite else " (no lite net yet)")
         lines += [f"![{style.name}: {columns}](img/styles/{style.name}.jpg)", "",
-                  f"*Columns: {columns}. `rtstyle image photo.jpg out.jpg --style {style.name}`.*", ""]
+                  f"*Columns: {columns}. `rtstyle image photo.jpg -o out.png --style {style.name}`.*", ""]
     lines += ["| model | net | steps | trained at | trained on | fp16 vs fp32 |", "|---|---|---:|---|---|---:|",
               training_line(style)]
     if lite:
