@@ -63,7 +63,7 @@ PREVIEW_PHOTOS = 4               # the first readable photos of --data, held out
 DEFAULT_STEPS = 4000
 # channels_last on the CPU: on a 2-core AVX-512 CPU (standard net, batch 4, 256 px) 2% faster with the
 # default bf16 VGG (3.59 vs 3.66 s/step) and 4% slower in float32 (5.00 vs 4.80, --no-amp only); on a
-# 2-core AVX2 CPU, where VGG runs in float32 by default, 17% faster (4.9 vs 5.7 s/step at 128 px).
+# 2-core AVX2 CPU, where VGG runs in float32 by default, 16% faster (4.9 vs 5.7 s/step at 128 px).
 CPU_CHANNELS_LAST = True
 
 # A fast net starts from random weights, not from the photo as the Gatys method does, so its
@@ -150,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-credit", help="the painting's artist, title and source (stored in the model)")
     p.add_argument("--style-license", help="the painting's licence (stored in the model)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
-                   help="NHWC memory layout (default: on for CUDA, "
-                        f"{'on' if CPU_CHANNELS_LAST else 'off'} on CPU; docs/training.md has the timings)")
+                   help="NHWC memory layout (default: on for CUDA and "
+                        f"{'on' if CPU_CHANNELS_LAST else 'off'} for the CPU; docs/training.md has the timings)")
     return p
 
 
