@@ -11,7 +11,8 @@ like):
 - the standard net's; the lite net's at full resolution and at --scale 0.5 (how the webcam
   keeps up on a CPU); the lite/standard ratio at full resolution;
 - with --gatys-iters, the Gatys L-BFGS optimisation's objective after that many iterations,
-  started from the photo (slow on a CPU: about 2 s an iteration at 512 px);
+  started from the photo (slow on a CPU: at 512 px about 2 s an iteration on 2 AVX-512 cores,
+  5-7 s on 2 AVX2 cores);
 - the fp16-vs-fp32 PSNR recorded by the export;
 - the warping error of both nets on the shared videos (bench/temporal.py's measure, first 40
   frames at 320 px), next to the input's: flicker, per style.
@@ -53,10 +54,17 @@ def main() -> None:
                         "(none: skip it)")
     args = parser.parse_args()
     args.styles = args.styles or [s.name for s in installed_styles() if not s.name.endswith("_lite")]
-    clips = [read_frames(SHARED / "video" / name, 40, 320) for name in args.videos]
+    for name in args.styles:
+        try:
+            resolve_style(name)
+        except UserError as exc:
+            parser.error(str(exc))
     photos = sorted(args.kodak.glob("*.png"))[:args.photos]
     if not photos:
         parser.error(f"no photos in {args.kodak}")
+    clips = [read_frames(SHARED / "video" / name, 40, 320) for name in args.videos]
+    if clips:
+        input_flicker = np.mean([warping_error(frames, frames).input for frames in clips])
 
     summary = []
     for name in args.styles:
@@ -89,9 +97,9 @@ def main() -> None:
             print(f"| {path.stem} | " + " | ".join(f"{v:.2f}" for v in values) + " |", flush=True)
         mean = np.mean(rows, axis=0)
         print("| **mean** | " + " | ".join(f"**{v:.2f}**" for v in mean) + " |")
-        flicker = [video_flicker(engine, clips) if engine else float("nan") for engine in (standard, lite)]
+        flicker = [video_flicker(engine, clips) if engine and clips else float("nan") for engine in (standard, lite)]
         if clips:
-            print(f"warping error, mean of {', '.join(args.videos)}: input {video_flicker(None, clips):.2f}, "
+            print(f"warping error, mean of {', '.join(args.videos)}: input {input_flicker:.2f}, "
                   f"standard {flicker[0]:.2f}, lite {flicker[1]:.2f}")
         summary.append((name, [*mean[:5], *flicker]))
     if len(summary) > 1:
@@ -101,12 +109,9 @@ def main() -> None:
             print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
 
 
-def video_flicker(engine: StyleEngine | None, clips: list[list[np.ndarray]]) -> float:
-    """Mean warping error over the clips of the engine's output, or of the input frames for None."""
-    if not clips:
-        return float("nan")
-    return float(np.mean([warping_error(frames, stylize(engine, frames, 0.0)).output if engine
-                          else warping_error(frames, frames).input for frames in clips]))
+def video_flicker(engine: StyleEngine, clips: list[list[np.ndarray]]) -> float:
+    """Mean warping error of the engine's output over the clips."""
+    return float(np.mean([warping_error(frames, stylize(engine, frames, 0.0)).output for frames in clips]))
 
 
 def gatys_objectives(photo: np.ndarray, painting: np.ndarray, loss_fn: PerceptualLoss, meta: dict,

@@ -22,11 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 import numpy as np
-from PIL import Image
 
 from realtime_style.engine import StyleEngine
 from realtime_style.images import load_image, resize_long_side, save_image
-from realtime_style.styles import StyleModel, read_metadata, shipped_models_dir
+from realtime_style.styles import StyleModel, shipped_models_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -37,6 +36,7 @@ CELL_LONG_SIDE = 320      # and are shown at this size in docs/styles.md
 THUMB_LONG_SIDE = 200     # README gallery
 GAP = 4
 MARKERS = ("<!-- gallery:start -->", "<!-- gallery:end -->")
+GALLERY_BLOCK = re.compile(re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1]), re.S)
 PER_ROW = 5
 
 
@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs")
     args = parser.parse_args()
+    if not args.readme.is_file() or not GALLERY_BLOCK.search(args.readme.read_text()):
+        parser.error(f"{args.readme} has no {MARKERS[0]} ... {MARKERS[1]} block to fill")  # before writing anything
 
     # The shipped models only, not a user's own ($RTSTYLE_MODELS, ~/.local/share/rtstyle/models).
     styles = {p.stem: StyleModel(p.stem, p) for p in sorted(shipped_models_dir().glob("*.onnx"))}
@@ -70,7 +72,7 @@ def main() -> None:
         if painting is not None:
             save_image(args.docs / "img" / "styles" / f"{style.name}_painting.jpg",
                        shrink(painting, CELL_LONG_SIDE), quality=85)
-        sections.append(style_section(style, lite, painting is not None, bool(photos)))
+        sections.append(style_section([e.metadata for e in engines], painting is not None, bool(photos)))
         print(f"{style.name}: done{' (no lite net)' if lite is None else ''}")
 
     (args.docs / "styles.md").write_text(styles_page(sections, standard, args.paintings))
@@ -80,12 +82,7 @@ def main() -> None:
 
 def shrink(rgb: np.ndarray, long_side: int) -> np.ndarray:
     """Downscale for display (never up): the nets run at RUN_LONG_SIDE, the page shows less."""
-    height, width = rgb.shape[:2]
-    scale = long_side / max(height, width)
-    if scale >= 1:
-        return rgb
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+    return resize_long_side(rgb, min(long_side, max(rgb.shape[:2])))
 
 
 def grid(rows: list[list[np.ndarray]]) -> np.ndarray:
@@ -109,28 +106,26 @@ def find_painting(folder: Path, metadata: dict[str, str]) -> np.ndarray | None:
     return None
 
 
-def training_line(model: StyleModel) -> str:
-    meta = read_metadata(model.path)
+def training_line(meta: dict[str, str]) -> str:
     steps = meta.get("train_steps_total") or meta.get("train_steps") or "?"
     hardware = meta.get("train_hardware_total") or "not recorded (see models/README.md)"
-    return (f"| {model.name} | {meta.get('arch', '?')} | {int(steps):,} | {meta.get('train_size', '?')} px | "
+    return (f"| {meta['name']} | {meta.get('arch', '?')} | {int(steps):,} | {meta.get('train_size', '?')} px | "
             f"{hardware} | {meta.get('fp16_psnr_db', '?')} dB |")
 
 
-def style_section(style: StyleModel, lite: StyleModel | None, painting: bool, photos: bool) -> str:
-    meta = read_metadata(style.path)
-    lines = [f"## {meta.get('display_name', style.name)}", ""]
+def style_section(metas: list[dict[str, str]], painting: bool, photos: bool) -> str:
+    """A style's part of docs/styles.md, from the metadata of its standard net (and lite net, if any)."""
+    meta, name, lite = metas[0], metas[0]["name"], len(metas) > 1
+    lines = [f"## {meta.get('display_name', name)}", ""]
     if painting:
-        lines += [f"![the painting]({'img/styles/' + style.name + '_painting.jpg'})", ""]
+        lines += [f"![the painting](img/styles/{name}_painting.jpg)", ""]
     lines += [f"{meta.get('style_credit', 'unknown')}. Licence: {meta.get('style_license', 'unknown')}.", ""]
     if photos:
         columns = "photo, standard net" + (", lite net" if lite else " (no lite net yet)")
-        lines += [f"![{style.name}: {columns}](img/styles/{style.name}.jpg)", "",
-                  f"*Columns: {columns}. `rtstyle image photo.jpg -o out.png --style {style.name}`.*", ""]
+        lines += [f"![{name}: {columns}](img/styles/{name}.jpg)", "",
+                  f"*Columns: {columns}. `rtstyle image photo.jpg -o out.png --style {name}`.*", ""]
     lines += ["| model | net | steps | trained at | trained on | fp16 vs fp32 |", "|---|---|---:|---|---|---:|",
-              training_line(style)]
-    if lite:
-        lines.append(training_line(lite))
+              *map(training_line, metas)]
     return "\n".join(lines) + "\n"
 
 
@@ -160,10 +155,9 @@ def replace_gallery(readme: Path, names: list[str]) -> None:
         table.append("| " + " | ".join(f"![{label.strip('`')}]({path})" for label, path in chunk) + " |")
     block = "\n".join([MARKERS[0], *table, MARKERS[1]])
     text = readme.read_text()
-    pattern = re.compile(re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1]), re.S)
-    if not pattern.search(text):
+    if not GALLERY_BLOCK.search(text):
         raise SystemExit(f"{readme} has no {MARKERS[0]} ... {MARKERS[1]} block to fill")
-    readme.write_text(pattern.sub(lambda _: block, text))
+    readme.write_text(GALLERY_BLOCK.sub(lambda _: block, text))
 
 if __name__ == "__main__":
     main()
