@@ -43,8 +43,11 @@ REQUIRED_KEYS = ("model", "optimizer", "step", "rng", "arch", "net_config", "los
 
 def training_hardware(config: Mapping[str, Any], earlier: bool = True) -> str:
     """What a run's steps ran on (its config's ``hardware`` list), after its --init-from runs' if ``earlier``."""
-    parts = [config.get("earlier_hardware") if earlier else None, "; ".join(config.get("hardware", []))]
-    return "; ".join(filter(None, parts)) or "unknown"
+    parts = [config.get("earlier_hardware") if earlier else None, *config.get("hardware", [])]
+    stages = [stage for part in filter(None, parts) for stage in part.split("; ")]
+    # A chain of --init-from runs on one machine names it once: train_steps_total has the steps.
+    kept = [stage for i, stage in enumerate(stages) if i == 0 or stage != stages[i - 1]]
+    return "; ".join(kept) or "unknown"
 
 
 def plain(value: Any) -> Any:

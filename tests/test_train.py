@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from realtime_style.checkpoint import load_checkpoint, net_from_checkpoint, plain
+from realtime_style.checkpoint import load_checkpoint, net_from_checkpoint, plain, training_hardware
 from realtime_style.transformer_net import ARCHITECTURES, build_net
 from realtime_style.errors import UserError
 from realtime_style.weights import vgg19_weights
@@ -196,6 +196,15 @@ def test_init_from_starts_from_another_runs_net(workdir: Path, straight):
         "a random net must differ from the trained one, or the check above proves nothing"
 
 
+def test_training_hardware_names_each_machine_of_a_chain():
+    """--init-from chains list their machines in order; a machine repeated back to back is named once."""
+    gpu, cpu = "cuda: NVIDIA H200, bf16", "cpu: AMD EPYC, 2 cores, 2 threads, VGG in float32"
+    assert training_hardware({"earlier_hardware": f"{gpu}; {cpu}", "hardware": [cpu, cpu]}) == f"{gpu}; {cpu}"
+    assert training_hardware({"earlier_hardware": cpu, "hardware": [gpu]}) == f"{cpu}; {gpu}"
+    assert training_hardware({"earlier_hardware": cpu, "hardware": [gpu]}, earlier=False) == gpu
+    assert training_hardware({}) == "unknown"
+
+
 def test_init_from_an_exported_model(workdir: Path, straight):
     """A shipped style (fp16 ONNX) is a valid start: its weights, upcast, are what training starts from."""
     from realtime_style.styles import read_metadata
@@ -206,6 +215,7 @@ def test_init_from_an_exported_model(workdir: Path, straight):
     config = load_checkpoint(workdir / "runs" / "from_onnx" / "checkpoint.pt")["config"]
     assert config["earlier_steps"] == 20
     assert config["earlier_hardware"] == read_metadata(workdir / "models" / "straight.onnx")["train_hardware"]
+    assert training_hardware(config) == config["earlier_hardware"]  # the same machine again: named once
     trained = model_state(workdir / "runs" / "straight" / "checkpoint.pt")
     tuned = model_state(workdir / "runs" / "from_onnx" / "checkpoint.pt")
     for key, value in trained.items():  # fp16 in the file: equal to half precision, not bit for bit
