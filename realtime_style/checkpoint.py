@@ -41,13 +41,44 @@ REQUIRED_KEYS = ("model", "optimizer", "step", "rng", "arch", "net_config", "los
                  "style_name", "style_sha256")
 
 
-def training_hardware(config: Mapping[str, Any], earlier: bool = True) -> str:
-    """What a run's steps ran on (its config's ``hardware`` list), after its --init-from runs' if ``earlier``."""
-    parts = [config.get("earlier_hardware") if earlier else None, *config.get("hardware", [])]
-    stages = [stage for part in filter(None, parts) for stage in part.split("; ")]
-    # A chain of --init-from runs on one machine names it once: train_steps_total has the steps.
-    kept = [stage for i, stage in enumerate(stages) if i == 0 or stage != stages[i - 1]]
-    return "; ".join(kept) or "unknown"
+def training_hardware(config: Mapping[str, Any]) -> str:
+    """What a run's steps ran on: its config's ``hardware`` list (a resumed run may move)."""
+    return "; ".join(config.get("hardware", [])) or "unknown"
+
+
+def training_stages(config: Mapping[str, Any], steps: int) -> list[dict[str, Any]]:
+    """Every run behind a net, oldest first: its --init-from chain's, then this one's ``steps``.
+
+    A stage is {"style", "steps", "hardware"}; stored as the model's ``train_stages`` so that a net
+    fine-tuned from another style says how many steps each style and each machine gave it.
+    """
+    earlier = config.get("earlier_stages")
+    if earlier is None and int(config.get("earlier_steps", 0)):  # a checkpoint from before stages were kept
+        earlier = [{"style": "earlier", "steps": int(config["earlier_steps"]),
+                    "hardware": config.get("earlier_hardware") or "unknown"}]
+    style = config.get("display_name") or str(config.get("name") or "?").replace("_", " ").title()
+    this = {"style": str(style), "steps": int(steps),
+            "hardware": training_hardware(config)}
+    return [*(earlier or []), this]
+
+
+def describe_stages(stages: list[Mapping[str, Any]]) -> str:
+    """One line per machine run: "cpu: X (5,000 Mosaic steps); cuda: Y (905 Candy + 500 Starry Night steps)".
+
+    Back-to-back stages on one machine share its name, and those of one style on it add up.
+    """
+    groups: list[tuple[str, list[list]]] = []  # (hardware, [[style, steps], ...])
+    for stage in stages:
+        hardware, style, steps = str(stage["hardware"]), str(stage["style"]), int(stage["steps"])
+        if not groups or groups[-1][0] != hardware:
+            groups.append((hardware, []))
+        styles = groups[-1][1]
+        if styles and styles[-1][0] == style:
+            styles[-1][1] += steps
+        else:
+            styles.append([style, steps])
+    return "; ".join(f"{hardware} ({' + '.join(f'{steps:,} {style}' for style, steps in styles)} steps)"
+                     for hardware, styles in groups) or "unknown"
 
 
 def plain(value: Any) -> Any:

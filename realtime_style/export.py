@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from realtime_style import __version__
-from realtime_style.checkpoint import load_checkpoint, net_from_checkpoint, training_hardware
+from realtime_style.checkpoint import (describe_stages, load_checkpoint, net_from_checkpoint, training_hardware,
+                                       training_stages)
 from realtime_style.errors import UserError
 from realtime_style.files import atomic_output, check_output_path
 from realtime_style.images import load_image
@@ -168,6 +169,7 @@ def model_metadata(checkpoint: dict, precision: str, psnr_db: float) -> dict[str
     """What `rtstyle styles` shows and what a later reader needs to reproduce or compare the model."""
     config = checkpoint["config"]
     name = checkpoint.get("name") or config.get("name") or checkpoint["style_name"]
+    stages = training_stages(config, int(checkpoint["step"]))
     return {
         "name": str(name),
         "display_name": str(config.get("display_name") or str(name).replace("_", " ").title()),
@@ -181,9 +183,10 @@ def model_metadata(checkpoint: dict, precision: str, psnr_db: float) -> dict[str
         "train_steps": str(int(checkpoint["step"])),
         # With --init-from, the steps of the runs this one started from as well.
         "train_steps_total": str(int(checkpoint["step"]) + int(config.get("earlier_steps", 0))),
-        # What the steps ran on: this run's machines, then with --init-from the earlier runs' as well.
-        "train_hardware": training_hardware(config, earlier=False),
-        "train_hardware_total": training_hardware(config),
+        # What the steps ran on: this run's machines; then each run of the --init-from chain, oldest first.
+        "train_hardware": training_hardware(config),
+        "train_hardware_total": describe_stages(stages),
+        "train_stages": json.dumps(stages),
         "train_config": json.dumps(config, sort_keys=True, default=str),
         "loss": json.dumps(checkpoint["loss_weights"], sort_keys=True),
         "vgg": f"VGG19 Caffe weights ({KERAS_FILE}, md5 {KERAS_MD5}), convs to conv5_1",

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from realtime_style.checkpoint import describe_stages
 from realtime_style.engine import StyleEngine
 from realtime_style.styles import read_metadata, shipped_models_dir
 
 MODELS = sorted(shipped_models_dir().glob("*.onnx"))
 REQUIRED = ("name", "display_name", "style_image", "style_sha256", "style_credit", "style_license", "arch",
             "net_config", "train_size", "train_steps", "train_steps_total", "train_config", "loss", "vgg",
-            "precision", "fp16_psnr_db", "input", "train_hardware_total")
+            "precision", "fp16_psnr_db", "input", "train_hardware_total", "train_stages")
 
 
 def test_every_style_ships_as_a_standard_and_a_lite_net():
@@ -33,7 +35,11 @@ def test_metadata_is_complete(path: Path):
     assert meta["arch"] == ("lite" if path.stem.endswith("_lite") else "standard")
     assert meta["precision"] == "fp16" and float(meta["fp16_psnr_db"]) >= 40.0
     assert int(meta["train_steps_total"]) >= int(meta["train_steps"]) > 0
-    assert "cpu" in meta["train_hardware_total"] or "cuda" in meta["train_hardware_total"]
+    stages = json.loads(meta["train_stages"])  # every run of its --init-from chain: steps, style, machine
+    assert sum(stage["steps"] for stage in stages) == int(meta["train_steps_total"])
+    assert stages[-1]["steps"] == int(meta["train_steps"])
+    assert all(stage["hardware"].startswith(("cpu", "cuda")) for stage in stages)
+    assert meta["train_hardware_total"] == describe_stages(stages)
 
 
 @pytest.mark.parametrize("path", MODELS, ids=[p.stem for p in MODELS])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import os
 import shutil
 import signal
@@ -21,7 +22,8 @@ import pytest
 import torch
 from PIL import Image
 
-from realtime_style.checkpoint import load_checkpoint, net_from_checkpoint, plain, training_hardware
+from realtime_style.checkpoint import (describe_stages, load_checkpoint, net_from_checkpoint, plain,
+                                       training_stages)
 from realtime_style.transformer_net import ARCHITECTURES, build_net
 from realtime_style.errors import UserError
 from realtime_style.weights import vgg19_weights
@@ -196,13 +198,18 @@ def test_init_from_starts_from_another_runs_net(workdir: Path, straight):
         "a random net must differ from the trained one, or the check above proves nothing"
 
 
-def test_training_hardware_names_each_machine_of_a_chain():
-    """--init-from chains list their machines in order; a machine repeated back to back is named once."""
+def test_training_stages_describe_each_machine_of_a_chain():
+    """--init-from chains list their stages in order; back-to-back stages on one machine share its name."""
     gpu, cpu = "cuda: NVIDIA H200, bf16", "cpu: AMD EPYC, 2 cores, 2 threads, VGG in float32"
-    assert training_hardware({"earlier_hardware": f"{gpu}; {cpu}", "hardware": [cpu, cpu]}) == f"{gpu}; {cpu}"
-    assert training_hardware({"earlier_hardware": cpu, "hardware": [gpu]}) == f"{cpu}; {gpu}"
-    assert training_hardware({"earlier_hardware": cpu, "hardware": [gpu]}, earlier=False) == gpu
-    assert training_hardware({}) == "unknown"
+    earlier = [{"style": "Mosaic", "steps": 20000, "hardware": gpu}, {"style": "Candy", "steps": 355, "hardware": cpu},
+               {"style": "Candy", "steps": 550, "hardware": cpu}]
+    stages = training_stages({"earlier_stages": earlier, "hardware": [cpu], "name": "starry_night"}, 500)
+    assert stages[-1] == {"style": "Starry Night", "steps": 500, "hardware": cpu}
+    assert describe_stages(stages) == f"{gpu} (20,000 Mosaic steps); {cpu} (905 Candy + 500 Starry Night steps)"
+    # A checkpoint from before stages were kept: its earlier steps become one stage.
+    old = training_stages({"earlier_steps": 5000, "earlier_hardware": gpu, "hardware": [cpu], "display_name": "X"}, 7)
+    assert describe_stages(old) == f"{gpu} (5,000 earlier steps); {cpu} (7 X steps)"
+    assert training_stages({}, 0) == [{"style": "?", "steps": 0, "hardware": "unknown"}]
 
 
 def test_init_from_an_exported_model(workdir: Path, straight):
@@ -214,8 +221,11 @@ def test_init_from_an_exported_model(workdir: Path, straight):
     assert_ok(result)
     config = load_checkpoint(workdir / "runs" / "from_onnx" / "checkpoint.pt")["config"]
     assert config["earlier_steps"] == 20
-    assert config["earlier_hardware"] == read_metadata(workdir / "models" / "straight.onnx")["train_hardware"]
-    assert training_hardware(config) == config["earlier_hardware"]  # the same machine again: named once
+    straight = read_metadata(workdir / "models" / "straight.onnx")
+    assert config["earlier_stages"] == json.loads(straight["train_stages"])
+    assert [stage["steps"] for stage in config["earlier_stages"]] == [20]
+    hardware = straight["train_hardware"]
+    assert describe_stages(training_stages(config, 1)) == f"{hardware} (20 Straight + 1 From Onnx steps)"
     trained = model_state(workdir / "runs" / "straight" / "checkpoint.pt")
     tuned = model_state(workdir / "runs" / "from_onnx" / "checkpoint.pt")
     for key, value in trained.items():  # fp16 in the file: equal to half precision, not bit for bit

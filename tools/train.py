@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from realtime_style.backends import net_from_onnx
 from realtime_style.checkpoint import (capture_rng, check_arch, load_checkpoint, plain, restore_rng,
-                                       save_checkpoint, training_hardware)
+                                       save_checkpoint, training_stages)
 from realtime_style.dataset import (ImageFolderDataset, StepBatchSampler, files_digest, ignore_interrupts,
                                     load_previews, scan_images)
 from realtime_style.errors import UserError
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         initial_weights = start["model"]
         # The steps behind the starting net, so the model's metadata can state its whole training.
         config["earlier_steps"] = start["steps"]
-        config["earlier_hardware"] = start["hardware"]
+        config["earlier_stages"] = start["stages"]
     good_files, bad_files = scan_images(config["data"])
     held_out = good_files[:min(PREVIEW_PHOTOS, len(good_files) // 2)]
     train_files = good_files[len(held_out):]
@@ -411,20 +411,25 @@ def main(argv: list[str] | None = None) -> int:
 def starting_net(path: Path) -> dict:
     """What --init-from starts from: a run's checkpoint, or an exported model (a shipped style).
 
-    Returns arch, net_config, the state dict and the training steps already behind the net.
+    Returns arch, net_config, the state dict, and the steps and stages (realtime_style.checkpoint.training_stages)
+    already behind the net.
     """
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
             raise UserError(f"--init-from {path} does not exist")
         net, metadata = net_from_onnx(path)
         steps = int(metadata.get("train_steps_total") or metadata.get("train_steps") or 0)
+        if metadata.get("train_stages"):
+            stages = json.loads(metadata["train_stages"])
+        else:  # a model exported before stages were recorded: its whole training as one stage
+            hardware = metadata.get("train_hardware_total") or metadata.get("train_hardware") or "unknown"
+            stages = [{"style": metadata.get("display_name") or path.stem, "steps": steps, "hardware": hardware}]
         return {"arch": metadata.get("arch", "?"), "net_config": plain(net.config.to_dict()),
-                "model": net.state_dict(), "steps": steps,
-                "hardware": metadata.get("train_hardware_total") or metadata.get("train_hardware") or "unknown"}
+                "model": net.state_dict(), "steps": steps, "stages": stages}
     checkpoint = load_checkpoint(path)
     steps = int(checkpoint["step"]) + int(checkpoint["config"].get("earlier_steps", 0))
     return {"arch": checkpoint["arch"], "net_config": checkpoint["net_config"], "model": checkpoint["model"],
-            "steps": steps, "hardware": training_hardware(checkpoint["config"])}
+            "steps": steps, "stages": training_stages(checkpoint["config"], int(checkpoint["step"]))}
 
 
 def resume_path(explicit: dict) -> Path:
