@@ -1,6 +1,7 @@
 """The webcam loop on a file source: fps and capture-to-display latency, and a memory soak.
 
     python bench/webcam.py                       # 640x480 file source, each architecture, 150 frames
+    python bench/webcam.py --archs lite --auto-scale   # the scale `rtstyle webcam` settles on, and its fps
     python bench/webcam.py --soak 5000           # RSS every 500 frames over a long headless run
 
 The file plays at its own frame rate (30 fps), as a camera would deliver it, and the loop runs
@@ -25,6 +26,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--scale", type=float, default=None, help="processing scale (guided upsampling back)")
+    parser.add_argument("--auto-scale", action="store_true", help="let the loop pick the scale, as `rtstyle webcam` does")
     parser.add_argument("--soak", type=int, default=0, metavar="N", help="run N frames and print RSS as it goes")
     args = parser.parse_args()
 
@@ -34,16 +36,16 @@ def main() -> None:
             soak(args.soak, tmp, args.device)
             return
         source = synthetic_clip(tmp / "camera.mp4", 640, 480, args.frames + 30)
-        print("| arch | source | backend | fps | latency p50 ms | latency p95 ms | frames dropped |")
-        print("|---|---|---|---:|---:|---:|---:|")
+        print("| arch | source | backend | fps | latency p50 ms | latency p95 ms | frames dropped | scale at the end |")
+        print("|---|---|---|---:|---:|---:|---:|---:|")
         for arch in args.archs:
             engine = StyleEngine(model_for(arch, tmp), device=args.device, controls=StyleControls(scale=args.scale))
-            summary = WebcamLoop(engine, WebcamOptions(source=str(source), window=False,
-                                                       max_frames=args.frames)).run()
-            scale = f" x{args.scale}" if args.scale else ""
+            summary = WebcamLoop(engine, WebcamOptions(source=str(source), window=False, max_frames=args.frames,
+                                                       auto_scale=args.auto_scale)).run()
+            scale = " auto" if args.auto_scale else f" x{args.scale}" if args.scale else ""
             print(f"| {arch}{scale} | 640x480 @ 30 fps file | {engine.backend.description} | {summary.fps:.2f} | "
-                  f"{summary.latency_ms(50):.0f} | {summary.latency_ms(95):.0f} | {summary.frames_dropped} |",
-                  flush=True)
+                  f"{summary.latency_ms(50):.0f} | {summary.latency_ms(95):.0f} | {summary.frames_dropped} | "
+                  f"{summary.scale:.2f} |", flush=True)
 
 
 def soak(frames: int, tmp: Path, device: str) -> None:

@@ -171,6 +171,9 @@ def _add_webcam(commands) -> None:
     p.add_argument("--fullscreen", action="store_true")
     p.add_argument("--stabilize", type=float, nargs="?", const=0.6, default=0.0, metavar="S",
                    help="reduce flicker with optical flow (S in 0..1, default 0.6 when given; costs time per frame)")
+    p.add_argument("--no-auto-scale", action="store_true",
+                   help="keep the processing scale fixed; by default, unless --scale or --max-size is given, "
+                        "it is lowered as far as needed to keep up with the camera ([ and ] also fix it)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     p.add_argument("--timeout", type=float, default=5.0, metavar="S",
                    help="give up when the source sends no frame for S seconds (default: 5)")
@@ -194,7 +197,8 @@ def _run_webcam(args: argparse.Namespace) -> None:
     options = WebcamOptions(camera=args.camera, source=args.source, size=size, mirror=args.mirror,
                             record=args.record, virtual_cam=args.virtual_cam, window=not args.no_window,
                             fullscreen=args.fullscreen, max_frames=args.max_frames, stall_seconds=args.timeout,
-                            stabilize=args.stabilize)
+                            stabilize=args.stabilize,
+                            auto_scale=not (args.no_auto_scale or args.scale is not None or args.max_size is not None))
     engine = _engine_from(args)
     styles = [s.name for s in installed_styles()]
     summary = run_webcam(engine, options, styles)
@@ -202,7 +206,7 @@ def _run_webcam(args: argparse.Namespace) -> None:
     lite = f"{engine.name}_lite"
     if (engine.metadata.get("arch") == "standard" and "cpu" in engine.backend.description.lower()
             and lite in styles and args.scale is None and args.max_size is None):
-        print(f"tip: on a CPU, `--style {lite} --scale 0.5` keeps up with a camera (docs/performance.md)",
+        print(f"tip: on a CPU, `--style {lite}` keeps up with a camera at a finer scale (docs/performance.md)",
               file=sys.stderr)
 
 

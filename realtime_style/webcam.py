@@ -38,7 +38,7 @@ STALL_SECONDS = 5.0
 # errors reach the user as one line from us instead.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-SCALE_STEPS = (0.25, 0.35, 0.5, 0.7, 1.0)
+SCALE_STEPS = (0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0)
 
 
 @dataclass
@@ -53,6 +53,7 @@ class WebcamOptions:
     fullscreen: bool = False
     max_frames: int | None = None
     stabilize: float = 0.0             # flow-guided flicker reduction (realtime_style.temporal); 0 = off
+    auto_scale: bool = False           # lower the processing scale until the loop keeps up (ScaleGovernor)
     realtime_file: bool = True         # a file source plays at its own frame rate, like a camera
     stall_seconds: float = STALL_SECONDS
     screenshot_dir: str = "."
@@ -66,6 +67,8 @@ class WebcamSummary:
     latencies_ms: list[float] = field(default_factory=list)
     ended_because: str = "quit"
     recording: str | None = None
+    scale: float | None = None         # the processing scale at the end
+    auto_scale: bool = False
 
     @property
     def frames_dropped(self) -> int:
@@ -82,7 +85,58 @@ class WebcamSummary:
         text = (f"{self.frames_shown} frames shown, {self.frames_dropped} dropped, {self.fps:.1f} fps, "
                 f"latency p50 {self.latency_ms(50):.0f} ms / p95 {self.latency_ms(95):.0f} ms "
                 f"({self.ended_because})")
+        if self.scale is not None and (self.auto_scale or self.scale != 1.0):
+            text += f", scale {self.scale:.2f}" + (" (auto)" if self.auto_scale else "")
         return text + (f"; recorded {self.recording}" if self.recording else "")
+
+
+class ScaleGovernor:
+    """Picks the processing scale at which the loop keeps up with the camera.
+
+    A window that falls behind the camera drops frames and stutters; a lower scale (bigger strokes)
+    keeps it fluid. Going down is quick: after three slow frames it jumps straight to the step the
+    measured time predicts (net time grows with the pixels, the square of the scale). Going up is
+    careful: a step is tried only when fifteen frames predict it fits with room to spare, and a step
+    that proved too slow is not tried again for a while, so the picture does not keep changing.
+    """
+
+    DOWN_FRAMES, UP_FRAMES, SKIP_FRAMES = 3, 15, 2   # SKIP: the first runs at a new size warm up
+    DOWN_ABOVE, UP_BELOW = 1.0, 0.7                   # of the camera's frame interval
+    RETRY_AFTER = 300                                 # frames before a too-slow step is tried again
+
+    def __init__(self, frame_interval: float, scale: float = 1.0, steps: tuple[float, ...] = SCALE_STEPS):
+        self.interval = frame_interval
+        self.steps = steps
+        self.scale = max([s for s in steps if s <= scale + 1e-9] or [steps[0]])
+        self._times: list[float] = []
+        self._skip = self.SKIP_FRAMES
+        self._too_slow: dict[float, int] = {}  # step -> frame count when it last proved too slow
+        self._frames = 0
+
+    def update(self, seconds: float) -> float:
+        """Feed one frame's processing time; returns the scale for the next frame."""
+        self._frames += 1
+        if self._skip:
+            self._skip -= 1
+            return self.scale
+        self._times.append(seconds)
+        recent = float(np.median(self._times[-self.DOWN_FRAMES:]))
+        if len(self._times) >= self.DOWN_FRAMES and recent > self.DOWN_ABOVE * self.interval:
+            self._too_slow[self.scale] = self._frames
+            fits = self.scale * (self.DOWN_ABOVE * 0.9 * self.interval / recent) ** 0.5
+            self._change(max([s for s in self.steps if s <= fits] or [self.steps[0]]))
+        elif len(self._times) >= self.UP_FRAMES and self.scale < self.steps[-1]:
+            up = self.steps[self.steps.index(self.scale) + 1]
+            typical = float(np.median(self._times[-self.UP_FRAMES:]))
+            slow_at = self._too_slow.get(up)
+            if (typical * (up / self.scale) ** 2 < self.UP_BELOW * self.interval
+                    and (slow_at is None or self._frames - slow_at > self.RETRY_AFTER)):
+                self._change(up)
+        return self.scale
+
+    def _change(self, scale: float) -> None:
+        if scale != self.scale:
+            self.scale, self._times, self._skip = scale, [], self.SKIP_FRAMES
 
 
 class NewestFrame:
@@ -329,6 +383,7 @@ class WebcamLoop:
         self._times: deque = deque(maxlen=30)
         self._dirty = False  # a key changed what is shown: recompose even while paused
         self._record_request: tuple[Path, bool] | None = (Path(options.record), False) if options.record else None
+        self.governor: ScaleGovernor | None = None  # made in run(), when the camera's frame rate is known
 
     @property
     def engine(self) -> StyleEngine:
@@ -338,6 +393,9 @@ class WebcamLoop:
         if self.options.window:
             self._open_window()  # before the camera thread, so a missing GUI fails with nothing running
         camera = Camera(self.options).start()
+        if self.options.auto_scale:
+            self.governor = ScaleGovernor(1.0 / camera.fps, self.controls.scale or 1.0)
+            self.controls.scale = self.governor.scale
         began = time.perf_counter()
         frame = None
         try:
@@ -350,6 +408,7 @@ class WebcamLoop:
                         break
                     frame, captured_at, index = got
                     self.last_input_index = index
+                busy_from = time.perf_counter()
                 if self.switcher.swap_if_ready():
                     self._dirty = True
                 if self.paused and not self._dirty and self.last_shown is not None:
@@ -366,6 +425,8 @@ class WebcamLoop:
                 if self.paused:  # the same frame again: not a new frame shown, nor recorded
                     time.sleep(0.01)
                     continue
+                if self.governor:
+                    self.controls.scale = self.governor.update(shown_at - busy_from)
                 if self.recorder:
                     self.recorder.add(view, shown_at)
                 self.summary.frames_shown += 1
@@ -379,6 +440,7 @@ class WebcamLoop:
             self.summary.ended_because = "Ctrl-C"
         finally:
             self.summary.seconds = time.perf_counter() - began
+            self.summary.scale, self.summary.auto_scale = self.controls.scale or 1.0, self.governor is not None
             camera.stop()
             self.summary.frames_captured = camera.frames_read
             self.stop_recording()
@@ -413,6 +475,7 @@ class WebcamLoop:
         fps = self._recent_fps()
         lines = [f"{self.engine.display_name}  {fps:.1f} fps  {np.median(recent) if recent else 0:.0f} ms  "
                  f"strength {self.controls.strength:.1f}  scale {self.controls.scale or 1.0:.2f}"
+                 + (" auto" if self.governor else "")
                  + ("  colours kept" if self.controls.preserve_color else "")
                  + ("  REC" if self.recorder else "") + ("  PAUSED" if self.paused else "")]
         if self.switcher.message:
@@ -486,6 +549,7 @@ class WebcamLoop:
         elif key in ("-", "_"):
             c.strength = max(0.0, round(c.strength - 0.1, 2))
         elif key in ("[", "]"):
+            self.governor = None  # a scale chosen by hand stays
             scale = c.scale or 1.0
             steps = SCALE_STEPS
             i = min(range(len(steps)), key=lambda j: abs(steps[j] - scale))

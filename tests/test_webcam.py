@@ -16,7 +16,7 @@ from media import make_clip, read_video
 from realtime_style.engine import StyleControls, StyleEngine
 from realtime_style.export import psnr
 from realtime_style.styles import shipped_models_dir
-from realtime_style.webcam import NewestFrame, WebcamLoop, WebcamOptions
+from realtime_style.webcam import NewestFrame, ScaleGovernor, WebcamLoop, WebcamOptions
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_record_and_summary_from_the_command_line(clip, tmp_path):
                       result.stdout)
     assert match, result.stdout
     # The standard net on a CPU, with the lite net installed: the command says how to keep up.
-    assert "tip: on a CPU, `--style mosaic_lite --scale 0.5`" in result.stderr
+    assert "tip: on a CPU, `--style mosaic_lite` keeps up" in result.stderr
     shown, dropped, fps, p50, p95 = (float(g) for g in match.groups())
     assert shown == 12 and dropped >= 0 and 0 < fps < 1000 and 0 < p50 <= p95 < 5000
     times, frames = read_video(out)
@@ -122,13 +122,47 @@ def test_keys_change_the_controls(clip, tmp_path):
     for key in "--[c":
         loop.handle_key(key)
     assert loop.controls.strength == pytest.approx(0.8)
-    assert loop.controls.scale == pytest.approx(0.7) and loop.controls.preserve_color
+    assert loop.controls.scale == pytest.approx(0.85) and loop.controls.preserve_color
     loop.handle_key("v")
     assert loop.view == "split"
     loop.last_shown = np.zeros((8, 8, 3), np.uint8)
     assert loop.screenshot().exists()
     loop.handle_key("q")
     assert loop.quit
+
+
+def settle(governor: ScaleGovernor, cost, frames: int = 400) -> list[float]:
+    """The scales a governor picks when a frame at scale s takes cost(s) seconds."""
+    return [governor.update(cost(governor.scale)) for _ in range(frames)]
+
+
+def test_scale_governor_finds_the_largest_scale_that_keeps_up():
+    camera = 1 / 30
+    lite_on_avx2 = lambda s: 0.004 + 0.12 * s * s  # 34 ms at 0.5 (too slow), 23 ms at 0.4
+    scales = settle(ScaleGovernor(camera), lite_on_avx2)
+    assert scales[-1] == 0.4 and lite_on_avx2(0.4) < camera < lite_on_avx2(0.5)
+    assert len(set(scales[10:])) == 1  # one jump down, then it stays: no hunting
+    fast = settle(ScaleGovernor(camera, scale=0.25), lambda s: 0.002 + 0.01 * s * s)
+    assert fast[-1] == 1.0 and fast == sorted(fast)  # a fast net climbs back to full resolution
+
+
+def test_scale_governor_ignores_a_single_slow_frame():
+    governor = ScaleGovernor(1 / 30)
+    times = [0.01] * 20 + [0.5] + [0.01] * 20  # a style loading, the OS: one frame ten times too slow
+    assert {governor.update(t) for t in times} == {1.0}
+
+
+def test_auto_scale_keeps_up_with_the_camera(tmp_path):
+    """No CPU runs the standard net at 320x240 in the 8 ms of a 120 fps camera: the loop lowers its scale."""
+    clip = make_clip(tmp_path / "camera.mp4", frames=600, size=(320, 240), fps=120, audio=None)
+    engine = StyleEngine("mosaic", device="cpu")
+    options = WebcamOptions(source=str(clip), window=False, max_frames=20, auto_scale=True)
+    loop = WebcamLoop(engine, options)
+    summary = loop.run()
+    assert summary.auto_scale and summary.scale < 1.0 and "(auto)" in summary.line()
+    assert loop.last_shown.shape == (240, 320, 3)  # the picture keeps the camera's size
+    fixed = WebcamLoop(engine, WebcamOptions(source=str(clip), window=False, max_frames=1)).run()
+    assert not fixed.auto_scale
 
 
 def test_newest_frame_drops_stale_frames_and_times_out():
