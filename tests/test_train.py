@@ -165,7 +165,9 @@ def test_tiny_run_exports_a_model_onnx_runtime_runs(workdir: Path, straight):
     assert meta["train_steps"] == "20" and meta["arch"] == "lite" and meta["name"] == "straight"
     # What it trained on, so that step counts can be compared: this test runs on the CPU.
     assert meta["train_hardware"].startswith("cpu: ") and "cores" in meta["train_hardware"]
-    assert meta["train_hardware_total"] == meta["train_hardware"]  # no earlier runs behind it
+    # No earlier runs behind it: one stage, this run's.
+    assert json.loads(meta["train_stages"]) == [{"style": "Straight", "steps": 20, "hardware": meta["train_hardware"]}]
+    assert meta["train_hardware_total"] == f"{meta['train_hardware']} (20 Straight steps)"
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     out = session.run(None, {"image": np.random.rand(1, 3, 32, 48).astype(np.float16)})[0]
     assert out.shape == (1, 3, 32, 48) and np.isfinite(out).all()
