@@ -91,9 +91,13 @@ def main() -> None:
     parser.add_argument("--size", default="320x240", help="WIDTHxHEIGHT (default 320x240: the webcam at --scale 0.5)")
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
-    work = Path(tempfile.mkdtemp())
+    with tempfile.TemporaryDirectory() as tmp:
+        measure(args.model, width, height, Path(tmp))
+
+
+def measure(model: Path, width: int, height: int, work: Path) -> None:
     fp32 = work / "fp32.onnx"
-    onnx.save(load_model_fp32(args.model), str(fp32))
+    onnx.save(load_model_fp32(model), str(fp32))
     calibration = [batch(p, width, height) for p in sorted((SHARED / "train").rglob("*.jpg"))[:16]]
     kodak = [batch(p, width, height) for p in sorted((SHARED / "eval" / "kodak24").glob("*.png"))[:6]]
     models = {"fp32": fp32, **quantize(fp32, calibration, work)}
@@ -101,7 +105,7 @@ def main() -> None:
     reference = session(fp32, 2)
     name = reference.get_inputs()[0].name
     expected = [np.clip(reference.run(None, {name: x})[0], 0, 1) for x in kodak]
-    print(f"{args.model.name} at {width}x{height}, ONNX Runtime CPU, 2 threads")
+    print(f"{model.name} at {width}x{height}, ONNX Runtime CPU, 2 threads")
     print("| model | fps | p50 ms | PSNR vs fp32 dB |\n|---|---:|---:|---:|")
     base_fps = None
     for label, path in models.items():

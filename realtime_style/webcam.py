@@ -108,7 +108,7 @@ class ScaleGovernor:
         self.interval = frame_interval
         self.steps = steps
         self.scale = max([s for s in steps if s <= scale + 1e-9] or [steps[0]])
-        self._times: list[float] = []
+        self._times: deque = deque(maxlen=self.UP_FRAMES)  # the recent frames at this scale
         self._skip = self.SKIP_FRAMES
         self._too_slow: dict[float, int] = {}  # step -> frame count when it last proved too slow
         self._frames = 0
@@ -120,14 +120,14 @@ class ScaleGovernor:
             self._skip -= 1
             return self.scale
         self._times.append(seconds)
-        recent = float(np.median(self._times[-self.DOWN_FRAMES:]))
+        recent = float(np.median(list(self._times)[-self.DOWN_FRAMES:]))
         if len(self._times) >= self.DOWN_FRAMES and recent > self.DOWN_ABOVE * self.interval:
             self._too_slow[self.scale] = self._frames
             fits = self.scale * (self.DOWN_ABOVE * 0.9 * self.interval / recent) ** 0.5
             self._change(max([s for s in self.steps if s <= fits] or [self.steps[0]]))
-        elif len(self._times) >= self.UP_FRAMES and self.scale < self.steps[-1]:
+        elif len(self._times) == self.UP_FRAMES and self.scale < self.steps[-1]:
             up = self.steps[self.steps.index(self.scale) + 1]
-            typical = float(np.median(self._times[-self.UP_FRAMES:]))
+            typical = float(np.median(self._times))
             slow_at = self._too_slow.get(up)
             if (typical * (up / self.scale) ** 2 < self.UP_BELOW * self.interval
                     and (slow_at is None or self._frames - slow_at > self.RETRY_AFTER)):
@@ -136,7 +136,8 @@ class ScaleGovernor:
 
     def _change(self, scale: float) -> None:
         if scale != self.scale:
-            self.scale, self._times, self._skip = scale, [], self.SKIP_FRAMES
+            self.scale, self._skip = scale, self.SKIP_FRAMES
+            self._times.clear()
 
 
 class NewestFrame:
