@@ -246,13 +246,13 @@ def _transcode(source: Path, target: Path, engine: StyleEngine, options: VideoOp
                                                     to_writer, stop), name="rtstyle-reader", daemon=True)
         writer = threading.Thread(target=run, args=(_write, out, v_out, audio, to_writer, stop),
                                   name="rtstyle-writer", daemon=True)
-        began = time.perf_counter()
-        reader.start()
-        writer.start()
         stabilizer = Stabilizer(options.stabilize) if options.stabilize else None
         bar = tqdm(total=probe.expected_frames or None, unit="frame", disable=not progress, dynamic_ncols=True,
                    desc=engine.name)
-        try:
+        began = time.perf_counter()
+        try:  # the threads start inside it: a Ctrl-C at any moment stops them before the containers close
+            reader.start()
+            writer.start()
             for rgb, (pts, time_base), styled in engine.stylize_stream(_frames_until_end(to_engine, stop)):
                 if stabilizer:
                     styled = stabilizer(rgb, styled)
@@ -265,8 +265,9 @@ def _transcode(source: Path, target: Path, engine: StyleEngine, options: VideoOp
         finally:
             stop.set()  # on Ctrl-C or an error: every stage gives up within 0.1 s
             bar.close()
-            reader.join(timeout=10)
-            writer.join(timeout=10)
+            for thread in (reader, writer):
+                if thread.ident is not None:  # started
+                    thread.join()
         if errors:
             raise errors[0]
         if report.frames == 0:
