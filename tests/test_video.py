@@ -123,15 +123,21 @@ def test_cli_stylizes_a_clip_with_its_sound(tmp_path):
 def interrupt_video_run(tmp_path: Path, src: Path, delay: float) -> None:
     """Run `rtstyle video`, press Ctrl-C ``delay`` s after the output file appears, check the exit."""
     out = tmp_path / "out.mp4"
+    # Ctrl-C as in a terminal: a suite started in the background (`cmd &`) inherits SIGINT ignored,
+    # and Python keeps an ignored SIGINT ignored, so the child gets the default back first.
     process = subprocess.Popen([sys.executable, "-m", "realtime_style", "video", str(src), str(out), "--quiet"],
-                               cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 120
-    while not any("partial" in p.name for p in tmp_path.iterdir()):  # encoding has begun
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read() if process.stderr else ""
-        time.sleep(0.002)
-    time.sleep(delay)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+                               cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not any("partial" in p.name for p in tmp_path.iterdir()):  # encoding has begun
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read() if process.stderr else ""
+            time.sleep(0.002)
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()  # no-op once it has exited; else it would load the rest of the suite
     assert process.returncode == 130, stderr
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
