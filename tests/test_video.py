@@ -124,10 +124,14 @@ def interrupt_video_run(tmp_path: Path, src: Path, delay: float) -> None:
     """Run `rtstyle video`, press Ctrl-C ``delay`` s after the output file appears, check the exit."""
     out = tmp_path / "out.mp4"
     # Ctrl-C as in a terminal: a suite started in the background (`cmd &`) inherits SIGINT ignored,
-    # and Python keeps an ignored SIGINT ignored, so the child gets the default back first.
-    process = subprocess.Popen([sys.executable, "-m", "realtime_style", "video", str(src), str(out), "--quiet"],
-                               cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # and a child would keep it ignored. A handler here (not inherited by exec) gives it the default.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "realtime_style", "video", str(src), str(out), "--quiet"],
+                                   cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         deadline = time.monotonic() + 120
         while not any("partial" in p.name for p in tmp_path.iterdir()):  # encoding has begun
