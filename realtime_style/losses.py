@@ -64,16 +64,6 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     return dh.float().pow(2).mean() + dw.float().pow(2).mean()
 
 
-def colour_loss(output: torch.Tensor, guide: torch.Tensor, cell: int = 8) -> torch.Tensor:
-    """Mean absolute difference of the two images averaged over ``cell`` x ``cell`` blocks.
-
-    It compares colour and light, not strokes: `tools/train.py --teacher` uses it to make a small
-    net keep the colours a bigger net of the same style puts on a photo, without asking it for
-    the bigger net's fine texture, which it lacks the capacity to draw.
-    """
-    return (F.avg_pool2d(output.float(), cell) - F.avg_pool2d(guide.float(), cell)).abs().mean()
-
-
 @dataclass
 class LossTerms:
     """Weighted terms; ``total`` is what gets minimised."""

@@ -42,15 +42,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from realtime_style.backends import net_from_onnx
-from realtime_style.checkpoint import (capture_rng, check_arch, load_checkpoint, net_from_checkpoint, plain,
-                                       restore_rng, save_checkpoint, training_stages)
+from realtime_style.checkpoint import (capture_rng, check_arch, load_checkpoint, plain, restore_rng,
+                                       save_checkpoint, training_stages)
 from realtime_style.dataset import (ImageFolderDataset, StepBatchSampler, files_digest, ignore_interrupts,
                                     load_previews, scan_images)
 from realtime_style.errors import UserError
 from realtime_style.export import export_checkpoint
 from realtime_style.images import load_image, resize_long_side, save_image, to_uint8
 from realtime_style.losses import (CONTENT_LAYER, STYLE_WEIGHT, TV_WEIGHT, LossWeights,
-                                   PerceptualLoss, colour_loss)
+                                   PerceptualLoss)
 from realtime_style.stability import MODES as STABILITY_MODES, stability_loss
 from realtime_style.torch_utils import describe_hardware, image_to_tensor, select_device
 from realtime_style.transformer_net import ARCHITECTURES, build_net
@@ -79,9 +79,6 @@ TRAIN_CONTENT_WEIGHT = 1e-4
 TEMPORAL_WEIGHT = 2500.0
 TEMPORAL_MODE = "motion"
 
-# Weight of --teacher's colour term (realtime_style.losses.colour_loss), when a teacher is given.
-TEACHER_WEIGHT = 300.0
-
 DEFAULTS = {
     "style": None, "name": None, "data": None, "steps": None, "epochs": None,
     "batch_size": 4, "size": 256, "style_size": 512, "lr": 1e-3,
@@ -91,12 +88,11 @@ DEFAULTS = {
     "checkpoint_every": 200, "preview_every": 200, "resume": None, "overwrite": False,
     "amp": True, "channels_last": None, "models_dir": "models", "export": True,
     "display_name": None, "style_credit": None, "style_license": None,
-    "lr_schedule": "constant", "init_from": None, "teacher": None, "teacher_weight": None,
+    "lr_schedule": "constant", "init_from": None,
 }
 # A resumed run keeps these from its checkpoint; giving a different value is an error.
 RUN_DEFINING = ("name", "arch", "batch_size", "size", "style_size", "lr", "content_weight", "content_layer",
-                "style_weight", "tv_weight", "temporal_weight", "temporal_mode", "seed", "lr_schedule", "init_from",
-                "teacher", "teacher_weight")
+                "style_weight", "tv_weight", "temporal_weight", "temporal_mode", "seed", "lr_schedule", "init_from")
 # --lr-schedule cosine ends at this fraction of --lr.
 FINAL_LR_FRACTION = 0.1
 
@@ -132,12 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="motion: small random motion plus noise; noise: noise alone; local: a pasted patch "
                         "plus noise, the output away from it must not change "
                         f"(default {d['temporal_mode']})")
-    p.add_argument("--teacher", metavar="CKPT_OR_ONNX",
-                   help="a trained net of the same style, usually the standard one, whose colours this net "
-                        "must keep (block averages of the two outputs compared): lets a lite net keep the "
-                        "photo's hues (docs/training.md)")
-    p.add_argument("--teacher-weight", type=float,
-                   help=f"weight of the --teacher term (default {TEACHER_WEIGHT} with a teacher)")
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), help=f"default {d['arch']}")
     p.add_argument("--seed", type=int, help=f"fixes init, data order and crops (default {d['seed']})")
     p.add_argument("--workers", type=int, help=f"DataLoader worker processes (default {d['workers']})")
@@ -216,14 +206,6 @@ def main(argv: list[str] | None = None) -> int:
         # The steps behind the starting net, so the model's metadata can state its whole training.
         config["earlier_steps"] = start["steps"]
         config["earlier_stages"] = start["stages"]
-    teacher = None
-    if config["teacher"]:
-        teacher_path = Path(config["teacher"]).absolute()
-        teacher = net_from_checkpoint(starting_net(teacher_path, "--teacher"))
-        teacher.requires_grad_(False)
-        if resuming and file_digest(teacher_path) != config["teacher_sha256"]:
-            raise UserError(f"--teacher {teacher_path} has changed since this run started (sha256 differs)")
-        config["teacher"], config["teacher_sha256"] = str(teacher_path), file_digest(teacher_path)
     good_files, bad_files = scan_images(config["data"])
     held_out = good_files[:min(PREVIEW_PHOTOS, len(good_files) // 2)]
     train_files = good_files[len(held_out):]
@@ -263,8 +245,6 @@ def main(argv: list[str] | None = None) -> int:
     np.random.seed(config["seed"] % 2**32)
     net = build_net(config["arch"]).to(device, memory_format=memory_format)
     optimizer = torch.optim.Adam(net.parameters(), lr=config["lr"])
-    if teacher is not None:
-        teacher = teacher.to(device, memory_format=memory_format)
     scaler = torch.amp.GradScaler("cuda" if device.type == "cuda" else "cpu", enabled=amp_dtype == torch.float16)
     step = 0
     if initial_weights is not None:
@@ -344,22 +324,17 @@ def main(argv: list[str] | None = None) -> int:
             motions = torch.Generator().manual_seed(config["seed"] * 1_000_003 + step)
             temporal = config["temporal_weight"] * stability_loss(model, images, output, motions,
                                                                   config["temporal_mode"])
-        guided = torch.zeros((), device=device)
-        if teacher is not None:
-            with torch.no_grad():
-                guide = teacher(images)
-            guided = config["teacher_weight"] * colour_loss(output, guide)
         # One all-reduce carries the logged losses, the failure count and the stop request, so that
         # every process sees the same numbers and leaves the loop at the same step.
         stats = torch.stack([terms.content.detach(), terms.style.detach(), terms.tv.detach(),
-                             temporal.detach(), guided.detach()]).float()
+                             temporal.detach()]).float()
         stats = torch.cat([stats, torch.tensor([float(failures.sum()), float(stop.signal is not None)],
                                                device=device)])
         if world_size > 1:
             dist.all_reduce(stats)
-            stats[:5] /= world_size
-        content, style_loss, tv, temporal_loss, teacher_loss, failed, stopping = stats.tolist()
-        total = content + style_loss + tv + temporal_loss + teacher_loss
+            stats[:4] /= world_size
+        content, style_loss, tv, temporal_loss, failed, stopping = stats.tolist()
+        total = content + style_loss + tv + temporal_loss
         if not math.isfinite(total):
             bar.close()
             kept = f"{ckpt_file} (step {last_saved}) is kept" if last_saved is not None else "no checkpoint was saved"
@@ -368,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         optimizer.zero_grad(set_to_none=True)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step, total_steps)
-        scaler.scale(terms.total + temporal + guided).backward()
+        scaler.scale(terms.total + temporal).backward()
         scaler.step(optimizer)
         scaler.update()
         step += 1
@@ -377,15 +352,14 @@ def main(argv: list[str] | None = None) -> int:
         now = time.perf_counter()
         images_per_s, tick = global_batch / (now - tick), now
         if master:
-            losses_log.write(step, content, style_loss, tv, temporal_loss, teacher_loss, total, images_per_s)
+            losses_log.write(step, content, style_loss, tv, temporal_loss, total, images_per_s)
             if tensorboard:
                 for key, value in (("content", content), ("style", style_loss), ("tv", tv),
-                                   ("temporal", temporal_loss), ("teacher", teacher_loss), ("total", total)):
+                                   ("temporal", temporal_loss), ("total", total)):
                     tensorboard.add_scalar(f"loss/{key}", value, step)
                 tensorboard.add_scalar("images_per_s", images_per_s, step)
             bar.set_postfix_str(f"content {content:.3g} style {style_loss:.3g} tv {tv:.3g} "
-                                f"temporal {temporal_loss:.3g} "
-                                f"{f'teacher {teacher_loss:.3g} ' if teacher is not None else ''}total {total:.3g} | {images_per_s:.1f} img/s", refresh=False)
+                                f"temporal {temporal_loss:.3g} total {total:.3g} | {images_per_s:.1f} img/s", refresh=False)
             bar.update()
             if previews is not None and (step % config["preview_every"] == 0 or step == total_steps):
                 grid = save_preview(net, previews, out_dir / "previews" / f"step_{step:06d}.png", memory_format)
@@ -434,15 +408,15 @@ def main(argv: list[str] | None = None) -> int:
 # ====================================================================== helpers
 
 
-def starting_net(path: Path, option: str = "--init-from") -> dict:
-    """What --init-from (or --teacher) names: a run's checkpoint, or an exported model (a shipped style).
+def starting_net(path: Path) -> dict:
+    """What --init-from starts from: a run's checkpoint, or an exported model (a shipped style).
 
     Returns arch, net_config, the state dict, and the steps and stages (realtime_style.checkpoint.training_stages)
     already behind the net.
     """
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
-            raise UserError(f"{option} {path} does not exist")
+            raise UserError(f"--init-from {path} does not exist")
         net, metadata = net_from_onnx(path)
         steps = int(metadata.get("train_steps_total") or metadata.get("train_steps") or 0)
         if metadata.get("train_stages"):
@@ -509,12 +483,7 @@ def check_values(config: dict) -> None:
         raise UserError("--size must be at least 16 pixels (VGG pools the image four times)")
     if (config["steps"] or 1) < 1 or (config["epochs"] or 1) <= 0 or config["workers"] < 0:
         raise UserError("--steps, --epochs and --workers must be positive")
-    if config["teacher_weight"] and not config["teacher"]:
-        raise UserError("--teacher-weight needs a --teacher")
-    if config["teacher_weight"] is None:
-        config["teacher_weight"] = TEACHER_WEIGHT if config["teacher"] else 0.0
-    numbers = (config["lr"], config["content_weight"], config["style_weight"], config["tv_weight"],
-               config["teacher_weight"])
+    numbers = (config["lr"], config["content_weight"], config["style_weight"], config["tv_weight"])
     if not all(math.isfinite(x) for x in numbers) or config["lr"] <= 0 or min(numbers) < 0:
         raise UserError("--lr must be positive and the loss weights non-negative (and all finite)")
 
@@ -583,7 +552,7 @@ class StopRequest:
 class LossLog:
     """loss.csv: one row per step. On resume, rows past the checkpoint (steps to be redone) are dropped."""
 
-    FIELDS = ("step", "content", "style", "tv", "temporal", "teacher", "total", "images_per_s")
+    FIELDS = ("step", "content", "style", "tv", "temporal", "total", "images_per_s")
 
     def __init__(self, path: Path, resume_at: int | None = None):
         rows = []
@@ -596,11 +565,10 @@ class LossLog:
         self.writer.writerows({k: r.get(k, "") for k in self.FIELDS} for r in rows)
         self.file.flush()
 
-    def write(self, step: int, content: float, style: float, tv: float, temporal: float, teacher: float,
-              total: float, images_per_s: float):
+    def write(self, step: int, content: float, style: float, tv: float, temporal: float, total: float,
+              images_per_s: float):
         self.writer.writerow({"step": step, "content": f"{content:.6g}", "style": f"{style:.6g}",
-                              "tv": f"{tv:.6g}", "temporal": f"{temporal:.6g}", "teacher": f"{teacher:.6g}",
-                              "total": f"{total:.6g}", "images_per_s": f"{images_per_s:.3f}"})
+                              "tv": f"{tv:.6g}", "temporal": f"{temporal:.6g}", "total": f"{total:.6g}", "images_per_s": f"{images_per_s:.3f}"})
         self.file.flush()
 
     def close(self):
@@ -638,7 +606,7 @@ def plot_losses(csv_path: Path, png_path: Path) -> Path | None:
     if len(rows) < 2:
         return None
     steps = [int(r["step"]) for r in rows]
-    series = {key: [float(r.get(key) or 0) for r in rows] for key in ("total", "content", "style", "tv", "temporal", "teacher")}
+    series = {key: [float(r.get(key) or 0) for r in rows] for key in ("total", "content", "style", "tv", "temporal")}
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -658,7 +626,7 @@ def plot_losses(csv_path: Path, png_path: Path) -> Path | None:
 
 
 COLORS = {"total": (0, 0, 0), "content": (31, 119, 180), "style": (214, 39, 40), "tv": (44, 160, 44),
-          "temporal": (148, 103, 189), "teacher": (255, 127, 14)}
+          "temporal": (148, 103, 189)}
 
 
 def draw_plot(steps: list[int], series: dict[str, list[float]], width: int = 800, height: int = 500) -> np.ndarray:
