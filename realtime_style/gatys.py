@@ -25,6 +25,13 @@ from realtime_style.torch_utils import available_memory_bytes, image_to_tensor, 
 # their gradients and L-BFGS's history, 6 KB a pixel is a safe estimate.
 BYTES_PER_PIXEL = 6 * 1024
 
+# L-BFGS here takes fixed unit steps (no line search: PyTorch's strong-Wolfe search stalled for good
+# on this loss, its direction no longer a descent one). Left alone, such steps went astray: kodim01
+# with mosaic at 256 px reached 32.9 after 75 iterations, then 38.5 at 100 and 99 at 200. An iterate
+# this much worse than the best so far sends the run back to the best image with a fresh memory
+# (docs/gatys.md, "Long runs").
+LBFGS_RESTART_RISE = 0.02
+
 
 @dataclass
 class GatysConfig:
@@ -44,6 +51,7 @@ class GatysConfig:
 class GatysResult:
     image: np.ndarray                          # (H, W, 3) float32 in [0, 1]
     history: list[dict[str, float]] = field(default_factory=list)  # losses per iteration, last pass
+    restarts: int = 0                          # L-BFGS restarts from the best image, all passes
 
     @property
     def first(self) -> dict[str, float]:
@@ -90,6 +98,7 @@ def run_gatys(content_rgb: np.ndarray, style_rgb: np.ndarray, loss_fn: Perceptua
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
     image: torch.Tensor | None = None
     history: list[dict[str, float]] = []
+    restarts = 0
     for pass_index in range(config.passes):
         long_side = max(16, final_long // 2 ** (config.passes - 1 - pass_index))
         content = _resized(content_full, long_side)
@@ -109,26 +118,38 @@ def run_gatys(content_rgb: np.ndarray, style_rgb: np.ndarray, loss_fn: Perceptua
         desc = f"{label}{content_t.shape[-1]}x{content_t.shape[-2]}"
         last_pass = pass_index == config.passes - 1
         snapshot = (lambda i, img: on_snapshot(i, finish(img))) if on_snapshot and last_pass else None
-        image, history = _optimise(image, content_t, image_to_tensor(style, device), loss_fn, config,
-                                   desc, snapshot, progress)
-    return GatysResult(finish(image), history)
+        image, history, pass_restarts = _optimise(image, content_t, image_to_tensor(style, device), loss_fn,
+                                                  config, desc, snapshot, progress)
+        restarts += pass_restarts
+    return GatysResult(finish(image), history, restarts)
 
 
 def _optimise(image: torch.Tensor, content: torch.Tensor, style: torch.Tensor, loss_fn: PerceptualLoss,
               config: GatysConfig, desc: str, on_snapshot, progress: bool
-              ) -> tuple[torch.Tensor, list[dict[str, float]]]:
-    """One pass: ``config.iters`` optimiser iterations, one loss evaluation each."""
+              ) -> tuple[torch.Tensor, list[dict[str, float]], int]:
+    """One pass: ``config.iters`` optimiser iterations, one loss evaluation each.
+
+    Returns the best image seen, the number of restarts and, for each n in 0..iters, the loss of
+    the best of the first n iterates: what the method has after n iterations, never worse than
+    after fewer.
+    """
     content_target = loss_fn.content_targets(content)
     style_grams = loss_fn.style_targets(style)
     image = image.detach().clone().requires_grad_(True)
-    if config.optimizer == "lbfgs":
-        # max_iter=1: each step() is one iteration and one evaluation; the history persists.
-        optimizer = torch.optim.LBFGS([image], lr=config.lr or 1.0, max_iter=1, history_size=100,
-                                      tolerance_grad=0.0, tolerance_change=0.0)
-    else:
-        optimizer = torch.optim.Adam([image], lr=config.lr or 0.02)
+
+    def new_optimizer() -> torch.optim.Optimizer:
+        if config.optimizer == "lbfgs":
+            # max_iter=1: each step() is one iteration and one evaluation; the history persists.
+            return torch.optim.LBFGS([image], lr=config.lr or 1.0, max_iter=1, history_size=100,
+                                     tolerance_grad=0.0, tolerance_change=0.0)
+        return torch.optim.Adam([image], lr=config.lr or 0.02)
+
+    optimizer = new_optimizer()
     history: list[dict[str, float]] = []
     terms: list[LossTerms] = []
+    best: dict[str, float] = {"total": float("inf")}
+    best_image = image.detach().clone()
+    restarts = 0
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -137,23 +158,37 @@ def _optimise(image: torch.Tensor, content: torch.Tensor, style: torch.Tensor, l
         terms.append(losses)
         return losses.total
 
+    def keep_if_best(loss: dict[str, float], iterate: torch.Tensor) -> None:
+        nonlocal best, best_image
+        if not np.isfinite(loss["total"]):
+            raise UserError("the loss became NaN or inf; lower --lr or the loss weights")
+        if loss["total"] < best["total"]:
+            best, best_image = loss, iterate
+        history.append(best)
+
     with tqdm(total=config.iters, desc=desc, unit="it", disable=not progress, leave=False) as bar:
         for iteration in range(1, config.iters + 1):
+            start = image.detach().clone()
             optimizer.step(closure)
             with torch.no_grad():
                 image.clamp_(0.0, 1.0)
             loss = terms.pop().as_floats()  # the loss at the image this step started from
-            if not np.isfinite(loss["total"]):
-                raise UserError("the loss became NaN or inf; lower --lr or the loss weights")
-            history.append(loss)
-            bar.set_postfix(style=f"{loss['style']:.3g}", content=f"{loss['content']:.3g}",
-                            tv=f"{loss['tv']:.3g}")
+            keep_if_best(loss, start)
+            if config.optimizer == "lbfgs" and loss["total"] > (1 + LBFGS_RESTART_RISE) * best["total"]:
+                # Fixed-step L-BFGS went astray (its curvature memory no longer fits): back to the
+                # best image with a fresh memory.
+                with torch.no_grad():
+                    image.copy_(best_image)
+                optimizer = new_optimizer()
+                restarts += 1
+            bar.set_postfix(style=f"{best['style']:.3g}", content=f"{best['content']:.3g}",
+                            tv=f"{best['tv']:.3g}", restarts=restarts)
             bar.update()
             if on_snapshot and config.snapshot_every and iteration % config.snapshot_every == 0:
-                on_snapshot(iteration, image.detach())
-    with torch.no_grad():  # the loss of the final image, so history ends where the result is
-        history.append(loss_fn(image, content_target, style_grams).as_floats())
-    return image.detach(), history
+                on_snapshot(iteration, best_image)
+    with torch.no_grad():  # the last iterate has not been evaluated yet
+        keep_if_best(loss_fn(image, content_target, style_grams).as_floats(), image.detach().clone())
+    return best_image, history, restarts
 
 
 def _resized(rgb: np.ndarray, long_side: int) -> np.ndarray:

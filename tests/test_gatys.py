@@ -39,6 +39,16 @@ def test_gatys_lowers_the_style_loss(images, loss_fn, optimizer, iters):
     assert result.last["total"] < result.first["total"]
 
 
+def test_lbfgs_goes_back_to_its_best_image_when_it_overshoots(images, loss_fn):
+    # Unit steps 50 times too long: fixed-step L-BFGS overshoots, and the run must notice, return to
+    # its best image with a fresh memory, and never report or return worse than its best.
+    result = run_gatys(*images, loss_fn, GatysConfig(iters=12, size=48, lr=50), CPU, progress=False)
+    totals = [h["total"] for h in result.history]
+    assert result.restarts > 0
+    assert len(totals) == 13 and all(later <= earlier for earlier, later in zip(totals, totals[1:]))
+    assert totals[-1] < totals[0]
+
+
 def test_same_seed_same_result_from_noise(images, loss_fn):
     config = GatysConfig(iters=3, size=32, init="noise", seed=7)
     a = run_gatys(*images, loss_fn, config, CPU, progress=False).image
