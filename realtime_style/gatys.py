@@ -26,10 +26,10 @@ from realtime_style.torch_utils import available_memory_bytes, image_to_tensor, 
 BYTES_PER_PIXEL = 6 * 1024
 
 # L-BFGS here takes fixed unit steps (no line search: PyTorch's strong-Wolfe search stalled for good
-# on this loss, its direction no longer a descent one). Left alone, such steps went astray: kodim01
-# with mosaic at 256 px reached 32.9 after 75 iterations, then 38.5 at 100 and 99 at 200. An iterate
-# this much worse than the best so far sends the run back to the best image with a fresh memory
-# (docs/gatys.md, "Long runs").
+# on this loss, its direction no longer a descent one). Left alone, such steps go astray after about
+# 100 iterations: kodim01 with mosaic's objective at 256 px reached 32.2 at 100, then 93.2 at 175 and
+# 34.0 at 300 (bench/gatys_restarts.py). An iterate this much worse than the best so far sends the
+# run back to the best image with a fresh memory: 31.6 at 100, 31.0 at 300 (docs/gatys.md, "Long runs").
 LBFGS_RESTART_RISE = 0.02
 
 
