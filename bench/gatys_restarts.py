@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from realtime_style import gatys
+from realtime_style.errors import UserError
 from realtime_style.gatys import GatysConfig, run_gatys
 from realtime_style.images import load_image, resize_long_side
 from realtime_style.losses import LossWeights, PerceptualLoss
@@ -50,11 +51,14 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=25)
     args = parser.parse_args()
 
-    meta = read_metadata(resolve_style(args.style))
+    try:
+        meta = read_metadata(resolve_style(args.style))
+        photo = resize_long_side(load_image(SHARED / "eval" / "kodak24" / f"{args.photo}.png").rgb, args.size)
+        painting = load_image(SHARED / "styles" / f"{args.style}.jpg").rgb
+    except UserError as exc:
+        parser.error(str(exc))
     style_size = int(json.loads(meta["train_config"]).get("style_size", 512))
     loss_fn = RecordingLoss(load_vgg19(), LossWeights.from_dict(json.loads(meta["loss"])))
-    photo = resize_long_side(load_image(SHARED / "eval" / "kodak24" / f"{args.photo}.png").rgb, args.size)
-    painting = load_image(SHARED / "styles" / f"{args.style}.jpg").rgb
     config = GatysConfig(iters=args.iters, size=args.size, style_size=style_size)
 
     runs = {}
@@ -63,15 +67,15 @@ def main() -> None:
         loss_fn.totals.clear()
         start = time.perf_counter()
         result = run_gatys(photo, painting, loss_fn, config, torch.device("cpu"))
-        runs[label] = (list(loss_fn.totals), [h["total"] for h in result.history], result.restarts)
+        runs[label] = (list(loss_fn.totals), [h["total"] for h in result.history])
         print(f"{label}: {time.perf_counter() - start:.0f} s, {result.restarts} restarts")
 
     print(f"\n{args.style} objective, {args.photo} at {args.size} px, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads\n")
     print("| iteration | iterate, without restarts | iterate, with restarts | returned, with restarts |")
     print("|---:|---:|---:|---:|")
+    (plain, _), (restarted, best) = runs["without restarts"], runs["with restarts"]
     for n in sorted({0, 1, 10, *range(args.every, args.iters + 1, args.every), args.iters}):
-        (plain, _, _), (restarted, best, _) = runs["without restarts"], runs["with restarts"]
         print(f"| {n} | {plain[n]:.2f} | {restarted[n]:.2f} | {best[n]:.2f} |")
 
 

@@ -155,7 +155,7 @@ def test_interrupt_leaves_no_output(tmp_path):
 def test_interrupt_while_starting_up(tmp_path):
     # Ctrl-C just as the output opens, while the reader and writer threads start: they must be
     # stopped before the containers close. Before they were, a stress loop of such interrupts
-    # crashed (SIGSEGV) in about one run of four; here a few runs keep the path exercised.
+    # crashed (SIGSEGV) in at least 5 of 40 runs; here a few runs keep the path exercised.
     src = make_clip(tmp_path / "in.mp4", frames=100, size=(320, 240), audio=None)
     for _ in range(4):
         interrupt_video_run(tmp_path, src, delay=0.0)
