@@ -44,7 +44,8 @@ STYLES = SHARED / "styles"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--styles", nargs="+", help="default: every installed standard net")
+    parser.add_argument("--styles", nargs="+", help="installed style names or .onnx files (a candidate before it "
+                        "ships); default: every installed standard net")
     parser.add_argument("--kodak", type=Path, default=KODAK)
     parser.add_argument("--paintings", type=Path, default=STYLES, help="folder with NAME.jpg per style")
     parser.add_argument("--photos", type=int, default=24, help="the first N Kodak photos")
@@ -69,9 +70,9 @@ def main() -> None:
     summary = []
     for name in args.styles:
         standard = StyleEngine(resolve_style(name), device="cpu")
-        lite_path = _find_optional(f"{name}_lite")
+        lite_path = _find_optional(f"{name}_lite")   # none for a path: a candidate model is measured alone
         lite = StyleEngine(lite_path, device="cpu") if lite_path else None
-        painting = load_image(args.paintings / f"{name}.jpg").rgb
+        painting = load_image(args.paintings / f"{standard.metadata.get('style_image', name)}.jpg").rgb
         objective = model_objective(standard.metadata, painting)
         gatys_loss = (PerceptualLoss(load_vgg19(), LossWeights.from_dict(json.loads(standard.metadata["loss"])))
                       if args.gatys_iters else None)
