@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Iterator
 
@@ -56,22 +56,34 @@ def atomic_output(output: str | os.PathLike) -> Iterator[Path]:
     the extension (Pillow, PyAV) still do. On any exception, Ctrl-C included,
     the temporary file is removed and ``output`` is left as it was.
     """
-    tmp = temporary_beside(output)
+    made: list[Path] = []
     try:
+        tmp = temporary_beside(output, made)
         yield tmp
         commit(tmp, output)
     except BaseException:
-        discard(tmp)
+        for path in made:
+            discard(path)
         raise
 
 
-def temporary_beside(output: str | os.PathLike) -> Path:
-    """A new empty file in the output's folder, named after it, for writers that outlive one block."""
+def temporary_beside(output: str | os.PathLike, made: list[Path] | None = None) -> Path:
+    """A new empty file in the output's folder, named after it, for writers that outlive one block.
+
+    The name goes into ``made`` before the file is created: a Ctrl-C that lands just after the
+    file appears (before this returns) still leaves the caller a name to discard.
+    """
     out = Path(output)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=f".partial{out.suffix}",
-                                    dir=out.parent if str(out.parent) else ".")
-    os.close(fd)
-    return Path(tmp_name)
+    folder = out.parent if str(out.parent) else Path(".")
+    made = [] if made is None else made
+    while True:
+        tmp = folder / f".{out.stem}.{secrets.token_hex(8)}.partial{out.suffix}"
+        made.append(tmp)
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return tmp
+        except FileExistsError:  # another writer's file: not ours to discard
+            made.remove(tmp)
 
 
 def commit(tmp: Path, output: str | os.PathLike) -> None:

@@ -252,8 +252,14 @@ class Recorder:
         import av
 
         self.path = check_output_path(path, (), overwrite)
-        self._tmp = temporary_beside(self.path)
-        self.container = av.open(str(self._tmp), "w")
+        made: list[Path] = []
+        try:
+            self._tmp = temporary_beside(self.path, made)
+            self.container = av.open(str(self._tmp), "w")
+        except BaseException:
+            for tmp in made:
+                discard(tmp)
+            raise
         self.stream = self.container.add_stream("libx264", rate=30)
         self.stream.width, self.stream.height = width - width % 2, height - height % 2
         self.stream.pix_fmt = "yuv420p"
