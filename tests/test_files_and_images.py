@@ -112,8 +112,8 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path):
 
 def test_ctrl_c_just_as_the_temporary_file_appears_leaves_nothing(tmp_path, monkeypatch):
     # The moment a Ctrl-C at start-up can land: the temporary file exists, its name not yet handed
-    # back. The stress run of test_video's start-up interrupt left such a file in 2 of 12 runs
-    # (48 presses) before the name was recorded ahead of creating the file.
+    # back. Twelve runs of test_video's start-up interrupt test (four presses each), beside a busy
+    # core, left such a file in 2 runs before the name was recorded ahead of the file, in none after.
     real_close = os.close
 
     def close_then_interrupt(fd: int) -> None:
