@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The lite zoo's training chain (models/README.md) rerun once per stability weight, to measure the
+# term per style against the same chain without it (docs/temporal.md, "Every lite style").
+#
+#     bash bench/stability_chains.sh 0 2500            # every style, two chains side by side
+#     STYLES=first bash bench/stability_chains.sh 5000 10000   # candy, the_scream, starry_night only
+#     cd bench && python temporal.py /tmp/st/candy_lite_tw0.onnx /tmp/st/candy_lite_tw2500.onnx
+#
+# With the training extra installed (the venv active). One chain per weight, all in parallel with
+# one thread each; nets go to $OUT (default /tmp/st), runs and logs to runs/st_*.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/st}
+STYLES=${STYLES:-all}
+PAINTINGS=../shared/data/styles
+PHOTOS=../shared/data/train
+mkdir -p "$OUT" runs/logs
+
+stage() {  # weight painting init steps style_weight name
+    local weight=$1 painting=$2 init=$3 steps=$4 style_weight=$5 name=$6
+    OMP_NUM_THREADS=1 python tools/train.py --style "$PAINTINGS/$painting.jpg" --name "${painting}_lite" \
+        --arch lite --data "$PHOTOS" --steps "$steps" --size 128 --init-from "$init" \
+        --style-weight "$style_weight" --lr-schedule cosine --temporal-weight "$weight" --workers 1 \
+        --out-dir "runs/st_${name}_tw$weight" --overwrite --no-export > "runs/logs/st_${name}_tw$weight.log" 2>&1
+    rtstyle export "runs/st_${name}_tw$weight/checkpoint.pt" "$OUT/${name}_lite_tw$weight.onnx" --overwrite
+}
+
+chain() {  # weight
+    local w=$1
+    stage "$w" candy models/mosaic_lite.onnx 500 30 candy
+    stage "$w" the_scream "$OUT/candy_lite_tw$w.onnx" 300 100 the_scream
+    stage "$w" starry_night "$OUT/candy_lite_tw$w.onnx" 300 30 starry_night
+    [ "$STYLES" = first ] && return
+    stage "$w" woman_with_hat "$OUT/candy_lite_tw$w.onnx" 200 60 woman_with_hat
+    stage "$w" composition_vii "$OUT/candy_lite_tw$w.onnx" 200 60 composition_vii
+    stage "$w" wave "$OUT/starry_night_lite_tw$w.onnx" 200 30 wave_a
+    stage "$w" wave "$OUT/wave_a_lite_tw$w.onnx" 200 150 wave
+    stage "$w" udnie "$OUT/the_scream_lite_tw$w.onnx" 200 60 udnie_a
+    stage "$w" udnie "$OUT/udnie_a_lite_tw$w.onnx" 200 200 udnie
+    stage "$w" shipwreck "$OUT/the_scream_lite_tw$w.onnx" 200 60 shipwreck_a
+    stage "$w" shipwreck "$OUT/shipwreck_a_lite_tw$w.onnx" 200 200 shipwreck
+}
+
+[ $# -gt 0 ] || { echo "usage: bash bench/stability_chains.sh WEIGHT [WEIGHT ...]" >&2; exit 2; }
+pids=()
+for weight in "$@"; do chain "$weight" & pids+=($!); done
+for pid in "${pids[@]}"; do wait "$pid" || { echo "a chain failed: see runs/logs/st_*" >&2; exit 1; }; done
+echo "nets in $OUT"
