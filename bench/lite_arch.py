@@ -26,6 +26,7 @@ CANDIDATES = {
     "16/32/64 x3": NetConfig((16, 32, 64), 3),
     "12/24/48 x3": NetConfig((12, 24, 48), 3),
     "8/16/32 x3": NetConfig((8, 16, 32), 3),
+    "8/16/32 x3 + colour skip (shipped lite)": NetConfig((8, 16, 32), 3, color_skip=5),
     "8/16/32 x5": NetConfig((8, 16, 32), 5),
 }
 

@@ -213,9 +213,7 @@ def net_from_onnx(path: str | os.PathLike) -> tuple:
     model = _load_onnx(path)
     metadata = {p.key: p.value for p in model.metadata_props}
     try:
-        config = json.loads(metadata["net_config"])
-        net = TransformerNet(NetConfig(channels=tuple(config["channels"]),
-                                       residual_blocks=int(config["residual_blocks"])))
+        net = TransformerNet(NetConfig.from_dict(json.loads(metadata["net_config"])))
     except (KeyError, ValueError, TypeError) as exc:
         raise UserError(f"{path}: no usable net_config in the model's metadata ({exc})") from None
     # The graph runs the net's convs and norms in the order the module declares them, so their
@@ -238,7 +236,7 @@ def net_from_onnx(path: str | os.PathLike) -> tuple:
             raise RuntimeError(f"{len(tensors)} weight tensors in the graph, {len(keys)} in the net")
         net.load_state_dict(state)
     except (RuntimeError, KeyError) as exc:
-        raise UserError(f"{path}: weights do not fit the {config} net ({str(exc)[:200]})") from None
+        raise UserError(f"{path}: weights do not fit the {net.config} net ({str(exc)[:200]})") from None
     return net, metadata
 
 

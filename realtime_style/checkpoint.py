@@ -17,8 +17,7 @@ checkpoint from someone else cannot run code. Layout (FORMAT_VERSION 1):
     data_digest    sha256 of the training file list (see dataset.files_digest)
     format_version, torch_version
 
-Export code needs only ``load_checkpoint(path)``, ``build_net(ckpt["arch"])``
-and ``net.load_state_dict(ckpt["model"])``.
+Export code needs only ``load_checkpoint(path)`` and ``net_from_checkpoint(ckpt)``.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ import torch
 
 from realtime_style.errors import UserError
 from realtime_style.files import atomic_output
-from realtime_style.transformer_net import ARCHITECTURES, TransformerNet, build_net
+from realtime_style.transformer_net import ARCHITECTURES, NetConfig, TransformerNet
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("model", "optimizer", "step", "rng", "arch", "net_config", "loss_weights", "config",
@@ -170,8 +169,16 @@ def check_arch(checkpoint: Mapping, arch: str, path: str | os.PathLike = "checkp
                         f"written ({checkpoint['net_config']} then, {plain(ARCHITECTURES[arch].to_dict())} now)")
 
 
+def grows_color_skip(net_config: Mapping, arch: str) -> bool:
+    """Whether a net of ``net_config`` is the ``arch`` net without its colour skip: a lite net trained
+    before the skip existed, which can still start a run (--init-from), the skip at its start value."""
+    now = plain(ARCHITECTURES[arch].to_dict()) if arch in ARCHITECTURES else {}
+    return bool(now.get("color_skip")) and not net_config.get("color_skip") \
+        and {**net_config, "color_skip": now["color_skip"]} == now
+
+
 def net_from_checkpoint(checkpoint: Mapping) -> TransformerNet:
-    """The trained net, in eval mode, on the CPU."""
-    net = build_net(checkpoint["arch"])
+    """The trained net, in eval mode, on the CPU, built as the checkpoint says it was."""
+    net = TransformerNet(NetConfig.from_dict(checkpoint["net_config"]))
     net.load_state_dict(checkpoint["model"])
     return net.eval()

@@ -22,10 +22,10 @@ import pytest
 import torch
 from PIL import Image
 
-from realtime_style.checkpoint import (describe_stages, load_checkpoint, net_from_checkpoint, plain,
+from realtime_style.checkpoint import (describe_stages, load_checkpoint, net_from_checkpoint, plain, save_checkpoint,
                                        training_stages)
-from realtime_style.transformer_net import ARCHITECTURES, build_net
 from realtime_style.errors import UserError
+from realtime_style.transformer_net import ARCHITECTURES, COLOR_SKIP_START, build_net
 from realtime_style.weights import vgg19_weights
 
 try:  # explicit path, env var or cache only: tests never download
@@ -198,6 +198,29 @@ def test_init_from_starts_from_another_runs_net(workdir: Path, straight):
     torch.manual_seed(0)  # the seed the run used: what a run without --init-from would start from
     assert not all(torch.equal(trained[k], v) for k, v in build_net("lite").state_dict().items()), \
         "a random net must differ from the trained one, or the check above proves nothing"
+
+
+def test_a_lite_net_from_before_the_colour_skip_starts_a_run_with_it_added(workdir: Path, straight):
+    """The shipped lite zoo was retrained from lite nets without the skip: --init-from adds it."""
+    old = load_checkpoint(workdir / "runs" / "straight" / "checkpoint.pt")
+    old["model"] = {k: v for k, v in old["model"].items() if not k.startswith("color_skip.")}
+    old["net_config"] = {k: v for k, v in old["net_config"].items() if k != "color_skip"}
+    (workdir / "runs" / "old_lite").mkdir(parents=True, exist_ok=True)
+    save_checkpoint(workdir / "runs" / "old_lite" / "checkpoint.pt", old)
+    assert net_from_checkpoint(old).config.color_skip == 0  # it still exports as what it is
+
+    result = train(workdir, *fresh(workdir, "grown", "--steps", "1", "--workers", "0", "--no-export",
+                                   "--init-from", "runs/old_lite/checkpoint.pt", "--lr", "1e-12"))
+    assert_ok(result)
+    assert "colour skip added" in result.stdout
+    grown = model_state(workdir / "runs" / "grown" / "checkpoint.pt")
+    for key, value in old["model"].items():
+        torch.testing.assert_close(grown[key], value, rtol=1e-5, atol=1e-6, msg=key)
+    start = COLOR_SKIP_START * (torch.eye(3) - 1 / 3)
+    torch.testing.assert_close(grown["color_skip.weight"][:, :, 0, 0], start, rtol=0, atol=1e-6)
+    # Resuming it is another matter: a resumed run must be the same net.
+    resumed = train(workdir, "--resume", "runs/old_lite/checkpoint.pt", "--steps", "2")
+    assert_one_line_error(resumed, "architecture has changed")
 
 
 def test_training_stages_describe_each_machine_of_a_chain():

@@ -82,3 +82,24 @@ def test_reflect_pad_matches_torch_and_handles_tiny_inputs():
 def test_unknown_architecture_is_refused():
     with pytest.raises(ValueError, match="standard"):
         build_net("huge")
+
+
+def test_lite_colour_skip_passes_the_photos_blurred_chroma_not_its_brightness():
+    net = build_net("lite").eval()
+    assert net.config.color_skip == 5
+    with torch.no_grad():  # a decoder that paints flat grey: what is left of the output is the skip
+        net.decoder[-1][1].weight.zero_()
+        net.decoder[-1][1].bias.fill_(0.5)
+        red = torch.tensor([0.8, 0.2, 0.2]).view(1, 3, 1, 1).expand(1, 3, 16, 16)
+        grey = torch.full((1, 3, 16, 16), 0.7)
+        # chroma of red: (0.4, -0.2, -0.2), passed at COLOR_SKIP_START = 0.75
+        torch.testing.assert_close(net(red)[0, :, 5, 5], torch.tensor([0.8, 0.35, 0.35]))
+        assert torch.allclose(net(grey), torch.full_like(grey, 0.5))  # brightness does not pass
+        speck = torch.full((1, 3, 16, 16), 0.5)
+        speck[0, 0, 8, 8] = 1.0  # one noisy pixel: spread over 5 x 5, 1/25 of it each
+        out = net(speck)
+        assert abs(out[0, 0, 8, 8].item() - (0.5 + 0.75 * (2 / 3) * 0.5 / 25)) < 1e-4
+        assert abs(out[0, 0, 10, 10].item() - out[0, 0, 8, 8].item()) < 1e-6  # within the box
+        assert out[0, 0, 8, 11].item() == 0.5  # outside it
+    standard = build_net("standard")
+    assert not hasattr(standard, "color_skip")

@@ -42,8 +42,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from realtime_style.backends import net_from_onnx
-from realtime_style.checkpoint import (capture_rng, check_arch, load_checkpoint, plain, restore_rng,
-                                       save_checkpoint, training_stages)
+from realtime_style.checkpoint import (capture_rng, check_arch, grows_color_skip, load_checkpoint, plain,
+                                       restore_rng, save_checkpoint, training_stages)
 from realtime_style.dataset import (ImageFolderDataset, StepBatchSampler, files_digest, ignore_interrupts,
                                     load_previews, scan_images)
 from realtime_style.errors import UserError
@@ -194,14 +194,16 @@ def main(argv: list[str] | None = None) -> int:
     if checkpoint is not None and style_sha256 != checkpoint["style_sha256"]:
         raise UserError(f"style image {style_path} is not the one checkpoint was trained on "
                         "(sha256 differs); pass --style with the original file")
-    initial_weights = None
+    initial_weights, grown = None, False
     if config["init_from"] and not resuming:
         config["init_from"] = str(Path(config["init_from"]).absolute())
         start = starting_net(Path(config["init_from"]))
         if start["arch"] != config["arch"]:
             raise UserError(f"--init-from {config['init_from']} holds a {start['arch']!r} net, not "
                             f"{config['arch']!r}: pass --arch {start['arch']} to start from it")
-        check_arch(start, config["arch"], Path(config["init_from"]))  # same name, but has it changed since?
+        grown = grows_color_skip(start["net_config"], config["arch"])
+        if not grown:
+            check_arch(start, config["arch"], Path(config["init_from"]))  # same name, but has it changed since?
         initial_weights = start["model"]
         # The steps behind the starting net, so the model's metadata can state its whole training.
         config["earlier_steps"] = start["steps"]
@@ -248,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     scaler = torch.amp.GradScaler("cuda" if device.type == "cuda" else "cpu", enabled=amp_dtype == torch.float16)
     step = 0
     if initial_weights is not None:
-        net.load_state_dict(initial_weights)
+        net.load_state_dict(initial_weights, strict=not grown)  # grown: the colour skip keeps its start value
     if checkpoint is not None:
         net.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -297,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(train_files)} training photos ({len(held_out)} more held out for previews), "
         f"{config['size']} px crops, batch {config['batch_size']} x {world_size} process(es), "
         f"steps {step} -> {total_steps}, lr {config['lr']:g} {config['lr_schedule']}"
-        f"{', starting from ' + config['init_from'] if initial_weights is not None else ''}, {device.type}"
+        f"{', starting from ' + config['init_from'] if initial_weights is not None else ''}"
+        f"{' (its colour skip added)' if initial_weights is not None and grown else ''}, {device.type}"
         f"{', VGG in ' + str(amp_dtype).removeprefix('torch.') if amp_dtype else ', float32'}"
         f"{', channels_last' if channels_last else ''}")
     if bad_files:
