@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from realtime_style.engine import StyleEngine
+from realtime_style.errors import UserError
 from realtime_style.images import load_image, resize_long_side, save_image
 
 KODAK = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "eval" / "kodak24"
@@ -55,7 +56,10 @@ def main() -> None:
     photos = sorted(Path(args.kodak).glob("*.png"))[:args.photos]
     if not photos:
         sys.exit(f"color_fidelity.py: no Kodak photos in {args.kodak}")
-    engines = [StyleEngine(model) for model in args.models]
+    try:
+        engines = [StyleEngine(model) for model in args.models]
+    except UserError as exc:
+        p.error(str(exc))
     scores = np.zeros((len(engines), len(photos), 2))
     rows, photo_chroma = [], []
     for j, path in enumerate(photos):
