@@ -2,6 +2,7 @@
 
     python bench/quality.py --styles mosaic                       # standard and lite nets, 24 Kodak photos
     python bench/quality.py --styles mosaic --photos 2 --gatys-iters 50 100 300
+    python bench/quality.py --styles /tmp/candidate_lite.onnx --photos 4 --videos   # against its standard net
 
 For each installed style NAME (and its lite net NAME_lite, when installed), on each photo at
 512 px on the long side, the objective each net was trained with (same VGG19, layers and
@@ -45,7 +46,8 @@ STYLES = SHARED / "styles"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--styles", nargs="+", help="installed style names or .onnx files (a candidate before it "
-                        "ships); default: every installed standard net")
+                        "ships: a lite one is compared with its painting's installed standard net); default: "
+                        "every installed standard net")
     parser.add_argument("--kodak", type=Path, default=KODAK)
     parser.add_argument("--paintings", type=Path, default=STYLES, help="folder with NAME.jpg per style")
     parser.add_argument("--photos", type=int, default=24, help="the first N Kodak photos")
@@ -69,9 +71,7 @@ def main() -> None:
 
     summary = []
     for name in args.styles:
-        standard = StyleEngine(resolve_style(name), device="cpu")
-        lite_path = _find_optional(f"{name}_lite")   # none for a path: a candidate model is measured alone
-        lite = StyleEngine(lite_path, device="cpu") if lite_path else None
+        standard, lite = pair_of_nets(name)
         painting = load_image(args.paintings / f"{standard.metadata.get('style_image', name)}.jpg").rgb
         objective = model_objective(standard.metadata, painting)
         gatys_loss = (PerceptualLoss(load_vgg19(), LossWeights.from_dict(json.loads(standard.metadata["loss"])))
@@ -108,6 +108,21 @@ def main() -> None:
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for name, values in summary:
             print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+
+
+def pair_of_nets(name: str) -> tuple[StyleEngine, StyleEngine | None]:
+    """The standard net and its lite net. A lite net named alone (a candidate .onnx before it ships) is
+    measured against the installed standard net of its painting; a standard candidate alone."""
+    engine = StyleEngine(resolve_style(name), device="cpu")
+    if engine.metadata.get("arch") == "lite":
+        painting = engine.metadata.get("style_image", "")
+        standard = _find_optional(painting)
+        if standard is None:
+            raise SystemExit(f"quality.py: error: {name} is a lite net, and no standard net {painting!r} is "
+                             "installed to compare it with")
+        return StyleEngine(standard, device="cpu"), engine
+    lite_path = _find_optional(f"{name}_lite")   # none for a path
+    return engine, StyleEngine(lite_path, device="cpu") if lite_path else None
 
 
 def video_flicker(engine: StyleEngine, clips: list[list[np.ndarray]]) -> float:

@@ -108,9 +108,13 @@ class TransformerNet(nn.Module):
         )
         if config.color_skip:
             self.color_skip = nn.Conv2d(3, 3, 1)
-            with torch.no_grad():
-                self.color_skip.weight.copy_((COLOR_SKIP_START * (torch.eye(3) - 1 / 3))[:, :, None, None])
-                self.color_skip.bias.zero_()
+            self.reset_color_skip(COLOR_SKIP_START)
+
+    @torch.no_grad()
+    def reset_color_skip(self, start: float) -> None:
+        """Set the skip's matrix to start x "chroma only" (the photo's colour minus its grey)."""
+        self.color_skip.weight.copy_((start * (torch.eye(3) - 1 / 3))[:, :, None, None])
+        self.color_skip.bias.zero_()
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         """The net proper, for inputs whose sides are multiples of 4 and at least 8."""

@@ -223,6 +223,23 @@ def test_a_lite_net_from_before_the_colour_skip_starts_a_run_with_it_added(workd
     assert_one_line_error(resumed, "architecture has changed")
 
 
+def test_color_skip_start_replaces_the_starting_nets_skip(workdir: Path, straight):
+    """Paintings whose palette is far from a photo's start the skip lower (docs/training.md)."""
+    result = train(workdir, *fresh(workdir, "low_skip", "--steps", "1", "--workers", "0", "--no-export",
+                                   "--init-from", "runs/straight/checkpoint.pt", "--color-skip-start", "0.25",
+                                   "--lr", "1e-12"))
+    assert_ok(result)
+    assert "colour skip started at 0.25" in result.stdout
+    trained = model_state(workdir / "runs" / "straight" / "checkpoint.pt")
+    started = model_state(workdir / "runs" / "low_skip" / "checkpoint.pt")
+    torch.testing.assert_close(started["color_skip.weight"][:, :, 0, 0], 0.25 * (torch.eye(3) - 1 / 3),
+                               rtol=0, atol=1e-6)
+    assert not torch.allclose(trained["color_skip.weight"], started["color_skip.weight"], atol=1e-3)
+    for key, value in trained.items():
+        if not key.startswith("color_skip."):
+            torch.testing.assert_close(started[key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
 def test_training_stages_describe_each_machine_of_a_chain():
     """--init-from chains list their stages in order; back-to-back stages on one machine share its name."""
     gpu, cpu = "cuda: NVIDIA H200, bf16", "cpu: AMD EPYC, 2 cores, 2 threads, VGG in float32"
@@ -349,7 +366,7 @@ def test_nonfinite_loss_stops_without_saving(workdir: Path):
 
 @pytest.mark.parametrize("case", ["missing style", "missing data", "empty data", "corrupt data",
                                   "existing run", "existing model", "other arch", "no checkpoint",
-                                  "init from other arch"])
+                                  "init from other arch", "skip start without a skip"])
 def test_bad_input_is_one_line_error(workdir: Path, straight, case: str):
     (workdir / "empty").mkdir(exist_ok=True)
     corrupt = workdir / "corrupt"
@@ -369,5 +386,7 @@ def test_bad_input_is_one_line_error(workdir: Path, straight, case: str):
         "no checkpoint": (["--resume", "--name", "never-ran"], ["does not exist"]),
         "init from other arch": (fresh(workdir, "x3", "--arch", "standard", "--init-from",
                                        "runs/straight/checkpoint.pt"), ["'lite' net", "pass --arch lite"]),
+        "skip start without a skip": (fresh(workdir, "x4", "--arch", "standard", "--color-skip-start", "0.5"),
+                                      ["--color-skip-start", "no colour skip"]),
     }[case]
     assert_one_line_error(train(workdir, *args, timeout=120), *needles)

@@ -53,7 +53,7 @@ from realtime_style.losses import (CONTENT_LAYER, STYLE_WEIGHT, TV_WEIGHT, LossW
                                    PerceptualLoss)
 from realtime_style.stability import MODES as STABILITY_MODES, stability_loss
 from realtime_style.torch_utils import describe_hardware, image_to_tensor, select_device
-from realtime_style.transformer_net import ARCHITECTURES, build_net
+from realtime_style.transformer_net import ARCHITECTURES, COLOR_SKIP_START, build_net
 from realtime_style.vgg import load_vgg19
 from realtime_style.weights import file_digest
 
@@ -88,11 +88,12 @@ DEFAULTS = {
     "checkpoint_every": 200, "preview_every": 200, "resume": None, "overwrite": False,
     "amp": True, "channels_last": None, "models_dir": "models", "export": True,
     "display_name": None, "style_credit": None, "style_license": None,
-    "lr_schedule": "constant", "init_from": None,
+    "lr_schedule": "constant", "init_from": None, "color_skip_start": None,
 }
 # A resumed run keeps these from its checkpoint; giving a different value is an error.
 RUN_DEFINING = ("name", "arch", "batch_size", "size", "style_size", "lr", "content_weight", "content_layer",
-                "style_weight", "tv_weight", "temporal_weight", "temporal_mode", "seed", "lr_schedule", "init_from")
+                "style_weight", "tv_weight", "temporal_weight", "temporal_mode", "seed", "lr_schedule", "init_from",
+                "color_skip_start")
 # --lr-schedule cosine ends at this fraction of --lr.
 FINAL_LR_FRACTION = 0.1
 
@@ -117,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from the net of another run's checkpoint, or of an exported model such as a "
                         "shipped style (same --arch), instead of random weights, e.g. to raise the style weight "
                         "of a trained net (docs/training.md)")
+    p.add_argument("--color-skip-start", type=float, metavar="K",
+                   help="nets with a colour skip (lite): start its matrix at K x the photo's chroma, replacing "
+                        "what --init-from had; lower for paintings whose palette is far from a photo's "
+                        f"(default: {COLOR_SKIP_START} for a new skip, else the starting net's)")
     p.add_argument("--content-weight", type=float, help=f"default {d['content_weight']}")
     p.add_argument("--style-weight", type=float, help=f"default {d['style_weight']}")
     p.add_argument("--tv-weight", type=float, help=f"default {d['tv_weight']}")
@@ -251,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     step = 0
     if initial_weights is not None:
         net.load_state_dict(initial_weights, strict=not grown)  # grown: the colour skip keeps its start value
+    if config["color_skip_start"] is not None:
+        net.reset_color_skip(config["color_skip_start"])
     if checkpoint is not None:
         net.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -300,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{config['size']} px crops, batch {config['batch_size']} x {world_size} process(es), "
         f"steps {step} -> {total_steps}, lr {config['lr']:g} {config['lr_schedule']}"
         f"{', starting from ' + config['init_from'] if initial_weights is not None else ''}"
-        f"{' (its colour skip added)' if initial_weights is not None and grown else ''}, {device.type}"
+        f"{' (its colour skip added)' if initial_weights is not None and grown else ''}"
+        f"{', colour skip started at %g' % config['color_skip_start'] if config['color_skip_start'] is not None else ''}"
+        f", {device.type}"
         f"{', VGG in ' + str(amp_dtype).removeprefix('torch.') if amp_dtype else ', float32'}"
         f"{', channels_last' if channels_last else ''}")
     if bad_files:
@@ -489,6 +498,12 @@ def check_values(config: dict) -> None:
     numbers = (config["lr"], config["content_weight"], config["style_weight"], config["tv_weight"])
     if not all(math.isfinite(x) for x in numbers) or config["lr"] <= 0 or min(numbers) < 0:
         raise UserError("--lr must be positive and the loss weights non-negative (and all finite)")
+    skip_start = config.get("color_skip_start")
+    if skip_start is not None:
+        if not ARCHITECTURES[config["arch"]].color_skip:
+            raise UserError(f"--color-skip-start: the {config['arch']} net has no colour skip (the lite net has)")
+        if not 0 <= skip_start <= 2:
+            raise UserError("--color-skip-start must be between 0 and 2")
 
 
 def check_fresh_outputs(out_dir: Path, model: Path | None, overwrite: bool) -> None:
