@@ -70,7 +70,7 @@ def main() -> None:
             errors = [warping_error(f, stylize(engine, f, strength)).output for f in clips.values()]
             change = mean_change(stylize(engine, noisy, strength))
             objective = (None, None) if args.no_objective or strength else kodak_objective(engine)
-            name = f"{Path(model).stem}{label}"
+            name = model_label(model, rows) + label
             rows[name] = [*errors, change, *objective]
             if objective[0] is not None:
                 cell = f"{objective[0]:.2f} ({objective[1]:.2f})"
@@ -78,6 +78,13 @@ def main() -> None:
                 cell = "" if args.no_objective or strength else "n/a"
             print(f"| {name} | {' | '.join(f'{e:.2f}' for e in errors)} | {change:.2f} | {cell} |", flush=True)
     print_changes(rows, [*args.videos, "still scene", "objective", "style term"])
+
+
+def model_label(model: str, taken: dict) -> str:
+    """The file's stem, or its folder/stem when an earlier model had that stem (an old and a new
+    `the_scream_lite.onnx` side by side), so that no row silently replaces another."""
+    path = Path(model)
+    return path.stem if path.stem not in taken else f"{path.parent.name}/{path.stem}"
 
 
 def print_changes(rows: dict[str, list], columns: list[str]) -> None:

@@ -87,8 +87,11 @@ def export_checkpoint(checkpoint_path: str | os.PathLike, output_path: str | os.
     if worst < min_psnr_db:
         raise UserError(f"refusing to write {output}: the {'fp16' if fp16 else 'fp32'} ONNX model differs "
                         f"from the torch fp32 net ({worst:.1f} dB PSNR < {min_psnr_db:.0f} dB)")
+    overrides = {key: value for key, value in (describe or {}).items() if value}
+    # Into the config as well, so that this run's entry in train_stages carries the given display name.
+    checkpoint = {**checkpoint, "config": {**checkpoint["config"], **overrides}}
     metadata = model_metadata(checkpoint, "fp16" if fp16 else "fp32", worst)
-    metadata.update({key: value for key, value in (describe or {}).items() if value})
+    metadata.update(overrides)
     with atomic_output(output) as tmp:
         _save_with_metadata(onnx_bytes, metadata, tmp)
     return ExportReport(output, metadata["precision"], psnrs, output.stat().st_size)

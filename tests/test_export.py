@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -53,6 +55,16 @@ def test_metadata_describes_the_model(exported):
     assert meta["precision"] == "fp16" and float(meta["fp16_psnr_db"]) >= 40
     for key in ("display_name", "train_config", "loss", "vgg", "created", "net_config", "input"):
         assert meta[key], key
+
+
+def test_export_descriptions_override_the_training_runs(tmp_path):
+    report = export_checkpoint(make_checkpoint(tmp_path / "c.pt"), tmp_path / "c.onnx",
+                               describe={"display_name": "Tiny (lite)", "style_license": "", "style_credit": None})
+    meta = read_metadata(report.path)
+    assert meta["display_name"] == "Tiny (lite)"
+    assert json.loads(meta["train_stages"])[-1]["style"] == "Tiny (lite)"  # not the run name's "Tiny"
+    assert "123 Tiny (lite) steps" in meta["train_hardware_total"]
+    assert meta["style_license"] == "CC0" and meta["style_credit"] == "a test"  # empty ones keep the run's
 
 
 def test_parity_gate_refuses_a_model_that_fp16_breaks(tmp_path):
