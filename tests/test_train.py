@@ -288,6 +288,11 @@ def test_cosine_schedule_decays_to_a_tenth():
     assert rates[50] == pytest.approx(5.5e-4)
     constant = {"lr": 1e-3, "lr_schedule": "constant"}
     assert {script.learning_rate(constant, step, 100) for step in range(100)} == {1e-3}
+    warm = {"lr": 1e-3, "lr_schedule": "cosine", "warmup_steps": 10}
+    warmed = [script.learning_rate(warm, step, 100) for step in range(101)]
+    assert warmed[0] == pytest.approx(1e-4) and all(a < b for a, b in zip(warmed[:10], warmed[1:10]))
+    assert warmed[9] == pytest.approx(rates[9]) and warmed[10:] == rates[10:]  # then the schedule as before
+    assert script.learning_rate({**constant, "warmup_steps": 4}, 1, 100) == pytest.approx(5e-4)
 
 
 def test_corrupt_images_are_skipped_and_counted(straight):
@@ -366,7 +371,7 @@ def test_nonfinite_loss_stops_without_saving(workdir: Path):
 
 @pytest.mark.parametrize("case", ["missing style", "missing data", "empty data", "corrupt data",
                                   "existing run", "existing model", "other arch", "no checkpoint",
-                                  "init from other arch", "skip start without a skip"])
+                                  "init from other arch", "skip start without a skip", "negative warm-up"])
 def test_bad_input_is_one_line_error(workdir: Path, straight, case: str):
     (workdir / "empty").mkdir(exist_ok=True)
     corrupt = workdir / "corrupt"
@@ -388,5 +393,6 @@ def test_bad_input_is_one_line_error(workdir: Path, straight, case: str):
                                        "runs/straight/checkpoint.pt"), ["'lite' net", "pass --arch lite"]),
         "skip start without a skip": (fresh(workdir, "x4", "--arch", "standard", "--color-skip-start", "0.5"),
                                       ["--color-skip-start", "no colour skip"]),
+        "negative warm-up": (fresh(workdir, "x5", "--warmup-steps", "-1"), ["--warmup-steps"]),
     }[case]
     assert_one_line_error(train(workdir, *args, timeout=120), *needles)

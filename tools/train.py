@@ -88,12 +88,12 @@ DEFAULTS = {
     "checkpoint_every": 200, "preview_every": 200, "resume": None, "overwrite": False,
     "amp": True, "channels_last": None, "models_dir": "models", "export": True,
     "display_name": None, "style_credit": None, "style_license": None,
-    "lr_schedule": "constant", "init_from": None, "color_skip_start": None,
+    "lr_schedule": "constant", "init_from": None, "color_skip_start": None, "warmup_steps": 0,
 }
 # A resumed run keeps these from its checkpoint; giving a different value is an error.
 RUN_DEFINING = ("name", "arch", "batch_size", "size", "style_size", "lr", "content_weight", "content_layer",
                 "style_weight", "tv_weight", "temporal_weight", "temporal_mode", "seed", "lr_schedule", "init_from",
-                "color_skip_start")
+                "color_skip_start", "warmup_steps")
 # --lr-schedule cosine ends at this fraction of --lr.
 FINAL_LR_FRACTION = 0.1
 
@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help=f"Adam learning rate (default {d['lr']})")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"),
                    help="constant, or cosine decay to a tenth of --lr at the last step (default constant)")
+    p.add_argument("--warmup-steps", type=int, metavar="N",
+                   help="raise the rate linearly over the first N steps; for --init-from runs, whose first "
+                        "full-rate Adam steps knock a trained net back (default 0)")
     p.add_argument("--init-from", metavar="CKPT_OR_ONNX",
                    help="start from the net of another run's checkpoint, or of an exported model such as a "
                         "shipped style (same --arch), instead of random weights, e.g. to raise the style weight "
@@ -306,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(train_files)} training photos ({len(held_out)} more held out for previews), "
         f"{config['size']} px crops, batch {config['batch_size']} x {world_size} process(es), "
         f"steps {step} -> {total_steps}, lr {config['lr']:g} {config['lr_schedule']}"
+        f"{', warm-up %d steps' % config['warmup_steps'] if config['warmup_steps'] else ''}"
         f"{', starting from ' + config['init_from'] if initial_weights is not None else ''}"
         f"{' (its colour skip added)' if initial_weights is not None and grown else ''}"
         f"{', colour skip started at %g' % config['color_skip_start'] if config['color_skip_start'] is not None else ''}"
@@ -475,11 +479,13 @@ def merge_resumed_config(checkpoint: dict, explicit: dict, path: Path) -> dict:
 
 def learning_rate(config: dict, step: int, total_steps: int) -> float:
     """The rate for step ``step`` (0-based). Cosine decay settles the net at the end of a run; at a
-    constant 1e-3 a 128 px mosaic run collapsed past 2,000 steps (docs/training.md)."""
+    constant 1e-3 a 128 px mosaic run collapsed past 2,000 steps (docs/training.md). A warm-up
+    spares a trained net Adam's first steps, which move every weight by about the full rate."""
+    warmup = min(1.0, (step + 1) / config["warmup_steps"]) if config.get("warmup_steps") else 1.0
     if config["lr_schedule"] == "constant":
-        return config["lr"]
+        return config["lr"] * warmup
     final = config["lr"] * FINAL_LR_FRACTION
-    return final + (config["lr"] - final) * 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1.0)))
+    return warmup * (final + (config["lr"] - final) * 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1.0))))
 
 
 def check_values(config: dict) -> None:
@@ -495,6 +501,8 @@ def check_values(config: dict) -> None:
         raise UserError("--size must be at least 16 pixels (VGG pools the image four times)")
     if (config["steps"] or 1) < 1 or (config["epochs"] or 1) <= 0 or config["workers"] < 0:
         raise UserError("--steps, --epochs and --workers must be positive")
+    if config["warmup_steps"] < 0:
+        raise UserError("--warmup-steps must be 0 or more")
     numbers = (config["lr"], config["content_weight"], config["style_weight"], config["tv_weight"])
     if not all(math.isfinite(x) for x in numbers) or config["lr"] <= 0 or min(numbers) < 0:
         raise UserError("--lr must be positive and the loss weights non-negative (and all finite)")
