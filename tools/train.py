@@ -481,11 +481,12 @@ def learning_rate(config: dict, step: int, total_steps: int) -> float:
     """The rate for step ``step`` (0-based). Cosine decay settles the net at the end of a run; at a
     constant 1e-3 a 128 px mosaic run collapsed past 2,000 steps (docs/training.md). A warm-up
     spares a trained net Adam's first steps, which move every weight by about the full rate."""
-    warmup = min(1.0, (step + 1) / config["warmup_steps"]) if config.get("warmup_steps") else 1.0
-    if config["lr_schedule"] == "constant":
-        return config["lr"] * warmup
-    final = config["lr"] * FINAL_LR_FRACTION
-    return warmup * (final + (config["lr"] - final) * 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1.0))))
+    rate = config["lr"]
+    if config["lr_schedule"] == "cosine":
+        final = config["lr"] * FINAL_LR_FRACTION
+        rate = final + (config["lr"] - final) * 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1.0)))
+    warmup = config.get("warmup_steps") or 0
+    return rate * min(1.0, (step + 1) / warmup) if warmup else rate
 
 
 def check_values(config: dict) -> None:
