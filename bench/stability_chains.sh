@@ -11,7 +11,8 @@
 # With the training extra installed (the venv active). One chain per weight, all in parallel with
 # one thread each; nets go to $OUT (default /tmp/st), runs and logs to runs/st_*. ROOT is the lite
 # net the chain starts from (default models/mosaic_lite.onnx): the shipped zoo started from the
-# mosaic_lite of before the colour skip, which the first stage adds.
+# mosaic_lite of before the colour skip, which the first stage adds. --warmup-steps 0: the measured
+# chains ran before --init-from runs warmed up by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/st}
@@ -32,7 +33,7 @@ stage() {  # weight painting init steps style_weight name
         --display-name "$(meta "$painting" display_name)" --style-credit "$(meta "$painting" style_credit)" \
         --style-license "$(meta "$painting" style_license)" \
         --arch lite --data "$PHOTOS" --steps "$steps" --size 128 --init-from "$init" \
-        --style-weight "$style_weight" --lr-schedule cosine --temporal-weight "$weight" --workers 1 \
+        --style-weight "$style_weight" --lr-schedule cosine --temporal-weight "$weight" --warmup-steps 0 --workers 1 \
         --out-dir "runs/st_${name}_tw$weight" --overwrite --no-export > "runs/logs/st_${name}_tw$weight.log" 2>&1
     rtstyle export "runs/st_${name}_tw$weight/checkpoint.pt" "$OUT/${name}_lite_tw$weight.onnx" --overwrite
 }

@@ -192,7 +192,10 @@ def test_init_from_starts_from_another_runs_net(workdir: Path, straight):
                                    "--init-from", "runs/straight/checkpoint.pt", "--lr", "1e-12"))
     assert_ok(result)
     assert "starting from" in result.stdout
-    assert load_checkpoint(workdir / "runs" / "tuned" / "checkpoint.pt")["config"]["earlier_steps"] == 20
+    config = load_checkpoint(workdir / "runs" / "tuned" / "checkpoint.pt")["config"]
+    assert config["earlier_steps"] == 20
+    assert config["warmup_steps"] == 30, "a fine-tune warms up unless told otherwise"
+    assert load_checkpoint(workdir / "runs" / "straight" / "checkpoint.pt")["config"]["warmup_steps"] == 0
     assert_same_weights(workdir / "runs" / "straight" / "checkpoint.pt", workdir / "runs" / "tuned" / "checkpoint.pt")
     trained = model_state(workdir / "runs" / "straight" / "checkpoint.pt")
     torch.manual_seed(0)  # the seed the run used: what a run without --init-from would start from
@@ -227,9 +230,10 @@ def test_color_skip_start_replaces_the_starting_nets_skip(workdir: Path, straigh
     """Paintings whose palette is far from a photo's start the skip lower (docs/training.md)."""
     result = train(workdir, *fresh(workdir, "low_skip", "--steps", "1", "--workers", "0", "--no-export",
                                    "--init-from", "runs/straight/checkpoint.pt", "--color-skip-start", "0.25",
-                                   "--lr", "1e-12"))
+                                   "--lr", "1e-12", "--warmup-steps", "0"))
     assert_ok(result)
     assert "colour skip started at 0.25" in result.stdout
+    assert load_checkpoint(workdir / "runs" / "low_skip" / "checkpoint.pt")["config"]["warmup_steps"] == 0
     trained = model_state(workdir / "runs" / "straight" / "checkpoint.pt")
     started = model_state(workdir / "runs" / "low_skip" / "checkpoint.pt")
     torch.testing.assert_close(started["color_skip.weight"][:, :, 0, 0], 0.25 * (torch.eye(3) - 1 / 3),

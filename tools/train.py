@@ -96,6 +96,9 @@ RUN_DEFINING = ("name", "arch", "batch_size", "size", "style_size", "lr", "conte
                 "color_skip_start", "warmup_steps")
 # --lr-schedule cosine ends at this fraction of --lr.
 FINAL_LR_FRACTION = 0.1
+# --init-from runs warm up over this many steps unless told otherwise: on 300-step lite fine-tunes of
+# six styles it was as good or better on every one (docs/training.md, "Shipped (2026-12-03)").
+INIT_FROM_WARMUP_STEPS = 30
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-schedule", choices=("constant", "cosine"),
                    help="constant, or cosine decay to a tenth of --lr at the last step (default constant)")
     p.add_argument("--warmup-steps", type=int, metavar="N",
-                   help="raise the rate linearly over the first N steps; for --init-from runs, whose first "
-                        "full-rate Adam steps knock a trained net back (default 0)")
+                   help="raise the rate linearly over the first N steps, so that Adam's first full-rate steps do "
+                        f"not knock a trained net back (default {INIT_FROM_WARMUP_STEPS} with --init-from, "
+                        "else 0)")
     p.add_argument("--init-from", metavar="CKPT_OR_ONNX",
                    help="start from the net of another run's checkpoint, or of an exported model such as a "
                         "shipped style (same --arch), instead of random weights, e.g. to raise the style weight "
@@ -179,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             if key not in explicit:
                 raise UserError(f"--{key} is required (or --resume a run)")
         config = {**DEFAULTS, **explicit}
+        if config["init_from"] and "warmup_steps" not in explicit:
+            config["warmup_steps"] = INIT_FROM_WARMUP_STEPS
         config["out_dir"] = str(config["out_dir"] or Path("runs") / config["name"])
     # Absolute input paths, so that --resume works from any folder.
     config["style"] = str(Path(config["style"]).absolute())
