@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -48,6 +50,17 @@ def test_gallery_pictures_every_shipped_style_and_leaves_the_rest_of_the_readme(
     untrained = [p.stem for p in (shared_data / "styles").glob("*.jpg") if p.stem not in standard]
     for name in untrained:
         assert name in page.split("Not trained yet:")[1].splitlines()[0]
+
+    with Image.open(tmp_path / "docs" / "img" / "bunny_mosaic.jpg") as pair:  # the README's first picture
+        frame_and_styled = np.asarray(pair.convert("RGB"), dtype=np.float32)
+    with av.open(str(gallery.SAMPLE_CLIP)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    source = frames[gallery.SAMPLE_FRAME].astype(np.float32)
+    height, width = source.shape[:2]
+    assert frame_and_styled.shape == (height, 2 * width, 3)
+    frame, styled = frame_and_styled[:, :width], frame_and_styled[:, width:]
+    assert np.abs(frame - source).mean() < 3, "the left half is the clip's frame (JPEG aside)"
+    assert np.abs(styled - source).mean() > 10, "the right half must be stylized, not the frame again"
 
     gallery.replace_gallery(readme, standard)  # a second run changes nothing
     assert readme.read_text() == text

@@ -7,7 +7,9 @@ Writes, for every style NAME shipped in models/ (and NAME_lite beside it, when t
 - docs/img/gallery/NAME.jpg: the bundled sample photo in that style, small, for the README's
   gallery (between its "gallery" markers, which this rewrites);
 - docs/img/styles/NAME.jpg: two Kodak photos, each beside its standard and lite versions, and
-  docs/img/styles/NAME_painting.jpg, the painting, for docs/styles.md (written whole).
+  docs/img/styles/NAME_painting.jpg, the painting, for docs/styles.md (written whole);
+- docs/img/bunny_mosaic.jpg: a frame of the bundled clip beside the same frame in the default
+  style, as the README's first command makes it.
 Every picture goes through the runtime's engine (ONNX Runtime on the CPU), as a user gets it.
 The paintings come from ../shared/data/styles; without it the painting column is left out.
 """
@@ -21,15 +23,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+import av
 import numpy as np
 
 from realtime_style.engine import StyleEngine
 from realtime_style.images import load_image, resize_long_side, save_image
-from realtime_style.styles import StyleModel, shipped_models_dir
+from realtime_style.styles import DEFAULT_STYLE, StyleModel, shipped_models_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 GALLERY_PHOTO = ROOT / "samples" / "kodim23.jpg"
+SAMPLE_CLIP = ROOT / "samples" / "big_buck_bunny_5s.mp4"
+SAMPLE_FRAME = 60         # 2.4 s in: the rabbit stretching
 STYLE_PHOTOS = [SHARED / "eval" / "kodak24" / name for name in ("kodim15.png", "kodim05.png")]
 RUN_LONG_SIDE = 512       # the nets paint at this size, as bench/quality.py measures them
 CELL_LONG_SIDE = 320      # and are shown at this size in docs/styles.md
@@ -75,9 +80,22 @@ def main() -> None:
         sections.append(style_section([e.metadata for e in engines], painting is not None, bool(photos)))
         print(f"{style.name}: done{' (no lite net)' if lite is None else ''}")
 
+    save_image(args.docs / "img" / "bunny_mosaic.jpg", sample_frame_pair(styles[DEFAULT_STYLE]), quality=85)
     (args.docs / "styles.md").write_text(styles_page(sections, standard, args.paintings))
     replace_gallery(args.readme, [s.name for s in standard])
     print(f"wrote {args.docs / 'styles.md'} and the gallery in {args.readme}")
+
+
+def sample_frame_pair(style: StyleModel) -> np.ndarray:
+    """The README's first picture: a frame of the bundled clip and the same frame stylized at its own size."""
+    with av.open(str(SAMPLE_CLIP)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index == SAMPLE_FRAME:
+                rgb = frame.to_ndarray(format="rgb24")
+                break
+        else:
+            raise SystemExit(f"{SAMPLE_CLIP} has no frame {SAMPLE_FRAME}")
+    return np.concatenate([rgb, StyleEngine(style.path, device="cpu").stylize(rgb)], axis=1)
 
 
 def shrink(rgb: np.ndarray, long_side: int) -> np.ndarray:
