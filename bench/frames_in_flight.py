@@ -29,7 +29,8 @@ def main(model: str, size: str) -> None:
     for threads in (cores, None, cores, None):  # an explicit count: one frame at a time
         engine = StyleEngine(model, device="cpu", threads=threads)
         ms = float(np.median(time_backend(engine.backend, width, height, 10)))
-        job = prepare_video(clip, tmp / "out.mp4", VideoOptions(duration=100 / 30, overwrite=True, preset="veryfast"))
+        job = prepare_video(clip, tmp / "out.mp4", VideoOptions(duration=100 / 30, overwrite=True, preset="veryfast",
+                                                                 stabilize=0.0))  # the pipeline alone
         report = stylize_video(job, engine, progress=False)
         video_fps = report.frames / report.seconds
         label = "one frame at a time" if threads else f"{engine.frames_in_flight(width, height)} frames in flight"

@@ -33,7 +33,8 @@ def main(model: str, size: str) -> None:
         engine.backend.session = ort.InferenceSession(load_model_fp32(engine.path).SerializeToString(), options,
                                                       providers=["CPUExecutionProvider"])
         ms = float(np.median(time_backend(engine.backend, width, height, 15)))
-        job = prepare_video(clip, tmp / "out.mp4", VideoOptions(duration=100 / 30, overwrite=True, preset="veryfast"))
+        job = prepare_video(clip, tmp / "out.mp4", VideoOptions(duration=100 / 30, overwrite=True, preset="veryfast",
+                                                                 stabilize=0.0))  # the pipeline alone
         report = stylize_video(job, engine, progress=False)
         video_fps = report.frames / report.seconds
         print(f"spinning {spin}: net alone {1000 / ms:.2f} fps, rtstyle video {video_fps:.2f} fps, "

@@ -53,7 +53,7 @@ def main() -> None:
                 clip = VIDEOS / video if (VIDEOS / video).exists() else synthetic_clip(
                     Path(tmp) / f"clip_{size}.mp4", width, height, args.frames + 10)
                 out = Path(tmp) / f"out_{arch}_{size}.mp4"
-                job = prepare_video(clip, out, VideoOptions(duration=args.frames / 25, overwrite=True))
+                job = prepare_video(clip, out, VideoOptions(duration=args.frames / 25, overwrite=True, stabilize=0.0))
                 report = stylize_video(job, engine, progress=False)
                 video_fps = report.frames / report.seconds
                 print(f"| {arch} | {size} | {engine.backend.description} | {model_fps:.2f} | {engine_fps:.2f} | "

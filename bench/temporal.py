@@ -1,14 +1,15 @@
 """Flicker of style models on real videos: warping error, still-scene change, and the style price.
 
     python bench/temporal.py runs/tw0.onnx runs/tw3000.onnx            # models side by side
-    python bench/temporal.py models/mosaic.onnx --stabilize 0.6        # with run-time stabilisation
+    python bench/temporal.py models/mosaic.onnx --stabilize 0.8        # with run-time stabilisation
 
 For each model and video: the warping error of the stylized frames (the previous stylized frame
 warped by the input's optical flow onto the current one, on flow-consistent pixels; 0-255 levels)
 next to the same measure on the input frames. Then the still-scene test: one Kodak photo with
 small sensor noise (std 2 levels) per frame, where the ideal output never changes; the mean
 absolute change between consecutive outputs. Then the model's own objective (Gatys loss: content,
-style, TV with its training weights) on Kodak photos at 256 px, the price of stability.
+style, TV with its training weights), the price of stability: on four frames of each video (where
+the run-time stabilizer's blending shows) and on Kodak photos at 256 px (the nets alone).
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ from model_examples import model_objective
 
 from realtime_style.engine import StyleControls, StyleEngine
 from realtime_style.images import load_image, resize_long_side
-from realtime_style.temporal import Stabilizer, warping_error
+from realtime_style.temporal import DEFAULT_STRENGTH, Stabilizer, warping_error
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 VIDEOS = ("chaplin.mp4", "box.mp4", "vtest.avi", "big_buck_bunny_0_30.webm")
 KODAK = ("kodim23", "kodim05", "kodim15", "kodim19")
+FLOW_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+                "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+WARPS = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
+STABILIZER_SETTINGS: dict = {}  # Stabilizer arguments other than the strength, from the command line
 
 
 def main() -> None:
@@ -39,18 +44,37 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=40, help="consecutive frames per video")
     parser.add_argument("--max-size", type=int, default=320, help="processing long side (pixels)")
     parser.add_argument("--stabilize", type=float, default=0.0, help="also measure with run-time stabilisation")
-    parser.add_argument("--no-objective", action="store_true", help="skip the Kodak style-loss column")
+    parser.add_argument("--repaint-tolerance", type=float, default=None,
+                        help="the stabilizer's repaint gate (levels; inf: none, as before 2026-12-03)")
+    parser.add_argument("--flow-preset", choices=FLOW_PRESETS, default=None,
+                        help="the stabilizer's DIS flow preset (ultrafast before 2026-12-03)")
+    parser.add_argument("--warp", choices=WARPS, default=None,
+                        help="how the stabilizer resamples its previous output (linear before 2026-12-03)")
+    parser.add_argument("--no-objective", action="store_true", help="skip the style-loss columns")
     parser.add_argument("--crops", type=Path, default=None,
                         help="instead: save crops of the most moving region of box.mp4 (input | model | "
                              "model + stabilize) for each model")
+    parser.add_argument("--flicker-map", type=Path, default=None,
+                        help="instead: save a picture of where each model's output changes from frame to frame "
+                             "on vtest.avi, with and without the stabilizer")
     parser.add_argument("--cost", action="store_true",
-                        help="instead: time the stabilizer against the first model at 1280x720")
+                        help="instead: time the stabilizer against the first model at 1280x720, "
+                             "then `rtstyle video` with and without it")
     args = parser.parse_args()
+    if args.repaint_tolerance is not None:
+        STABILIZER_SETTINGS["repaint_tolerance"] = args.repaint_tolerance
+    if args.warp is not None:
+        STABILIZER_SETTINGS["warp_interpolation"] = WARPS[args.warp]
+    if args.flow_preset is not None:
+        STABILIZER_SETTINGS["flow_preset"] = FLOW_PRESETS[args.flow_preset]
     if args.cost:
-        stabilizer_cost(args.models[0], args.stabilize or 0.6)
+        stabilizer_cost(args.models[0], args.stabilize or DEFAULT_STRENGTH)
+        return
+    if args.flicker_map:
+        save_flicker_map(args.models, args.stabilize or DEFAULT_STRENGTH, args.max_size, args.flicker_map)
         return
     if args.crops:
-        save_crops(args.models, args.stabilize or 0.6, args.max_size, args.crops)
+        save_crops(args.models, args.stabilize or DEFAULT_STRENGTH, args.max_size, args.crops)
         return
 
     clips = {name: read_frames(SHARED / "video" / name, args.frames, args.max_size) for name in args.videos}
@@ -58,26 +82,29 @@ def main() -> None:
     rng = np.random.default_rng(0)
     noisy = [np.clip(still + rng.normal(0, 2, still.shape), 0, 255).astype(np.uint8) for _ in range(10)]
 
-    print("| model | " + " | ".join(args.videos) + " | still scene | Kodak objective (style) |")
-    print("|---|" + "---:|" * (len(args.videos) + 2))
+    print("| model | " + " | ".join(args.videos) + " | still scene | objective on the video frames "
+          "| Kodak objective (style) |")
+    print("|---|" + "---:|" * (len(args.videos) + 3))
     inputs_row = [f"{warping_error(f, f).input:.2f}" for f in clips.values()]
-    print(f"| input frames | {' | '.join(inputs_row)} | {mean_change(noisy):.2f} | |")
-    rows = {}  # label -> (warping errors..., still change, objective, style term)
+    print(f"| input frames | {' | '.join(inputs_row)} | {mean_change(noisy):.2f} | | |")
+    rows = {}  # label -> (warping errors..., still change, video objective, Kodak objective, style term)
     for model in args.models:
         variants = [("", 0.0)] + ([(f" + stabilize {args.stabilize}", args.stabilize)] if args.stabilize else [])
         engine = StyleEngine(model, device="cpu", controls=StyleControls())
+        objective = None if args.no_objective else objective_of(engine)  # None without torch or the painting
         for label, strength in variants:
-            errors = [warping_error(f, stylize(engine, f, strength)).output for f in clips.values()]
+            outputs = {name: stylize(engine, frames, strength) for name, frames in clips.items()}
+            errors = [warping_error(clips[name], outputs[name]).output for name in clips]
             change = mean_change(stylize(engine, noisy, strength))
-            objective = (None, None) if args.no_objective or strength else kodak_objective(engine)
+            on_video = video_objective(objective, clips, outputs) if objective else None
+            kodak = kodak_objective(engine, objective) if objective and not strength else (None, None)
             name = model_label(model, rows) + label
-            rows[name] = [*errors, change, *objective]
-            if objective[0] is not None:
-                cell = f"{objective[0]:.2f} ({objective[1]:.2f})"
-            else:  # not asked for, or the painting or torch is missing
-                cell = "" if args.no_objective or strength else "n/a"
-            print(f"| {name} | {' | '.join(f'{e:.2f}' for e in errors)} | {change:.2f} | {cell} |", flush=True)
-    print_changes(rows, [*args.videos, "still scene", "objective", "style term"])
+            rows[name] = [*errors, change, on_video, *kodak]
+            video_cell = "" if on_video is None else f"{on_video:.2f}"
+            kodak_cell = "" if kodak[0] is None else f"{kodak[0]:.2f} ({kodak[1]:.2f})"
+            print(f"| {name} | {' | '.join(f'{e:.2f}' for e in errors)} | {change:.2f} | {video_cell} | {kodak_cell} |",
+                  flush=True)
+    print_changes(rows, [*args.videos, "still scene", "video frames' objective", "objective", "style term"])
 
 
 def model_label(model: str, taken: dict) -> str:
@@ -106,7 +133,7 @@ def stabilizer_cost(model: str, strength: float, repeats: int = 10) -> None:
 
     frames = read_frames(SHARED / "video" / "bigbuckbunny.mp4", repeats + 1, 1280)
     engine = StyleEngine(model, device="cpu")
-    stabilizer = Stabilizer(strength)
+    stabilizer = Stabilizer(strength, **STABILIZER_SETTINGS)
     net_ms, stab_ms = [], []
     for frame in frames:
         began = time.perf_counter()
@@ -118,6 +145,29 @@ def stabilizer_cost(model: str, strength: float, repeats: int = 10) -> None:
     net, stab = np.median(net_ms[1:]), np.median(stab_ms[1:])
     print(f"{Path(model).stem} at {frames[0].shape[1]}x{frames[0].shape[0]}: net {net:.0f} ms/frame, "
           f"stabilize {stab:.0f} ms/frame = {stab / net:.0%} of the frame time")
+    video_cost(engine, strength)
+
+
+def video_cost(engine: StyleEngine, strength: float, rounds: int = 3) -> None:
+    """`rtstyle video` end to end with and without the stabilizer, alternating on one synthetic clip per
+    size: what it costs once decoding, the net's frames in flight and encoding share the cores with it."""
+    import tempfile
+
+    from realtime_style.benchmark import synthetic_clip
+    from realtime_style.video import VideoOptions, prepare_video, stylize_video
+
+    tmp = Path(tempfile.mkdtemp())
+    for width, height, frames in ((640, 480, 80), (1280, 720, 30)):
+        clip = synthetic_clip(tmp / f"clip_{width}.mp4", width, height, frames + 30)
+        fps = {0.0: [], strength: []}
+        for _ in range(rounds):
+            for stabilize in fps:
+                options = VideoOptions(duration=frames / 30, overwrite=True, preset="veryfast", stabilize=stabilize)
+                report = stylize_video(prepare_video(clip, tmp / "out.mp4", options), engine, progress=False)
+                fps[stabilize].append(report.frames / report.seconds)
+        off, on = np.mean(fps[0.0]), np.mean(fps[strength])
+        print(f"rtstyle video {width}x{height} ({rounds} runs each, alternating): {off:.2f} fps without, "
+              f"{on:.2f} fps with --stabilize {strength} ({on / off - 1:+.0%})", flush=True)
 
 
 def save_crops(models: list[str], strength: float, long_side: int, out: Path, index: int = 30) -> None:
@@ -147,8 +197,35 @@ def save_crops(models: list[str], strength: float, long_side: int, out: Path, in
           f"model + stabilize {strength} (frame {index} of box.mp4, crop at x={x0}, y={y0}, shown 2x)")
 
 
+def save_flicker_map(models: list[str], strength: float, long_side: int, out: Path, pairs: int = 20) -> None:
+    """Where the picture changes from frame to frame on vtest.avi (a still camera, people walking): the
+    mean absolute change between consecutive frames over the last ``pairs`` pairs, as heat. Ideally only
+    the walkers light up; flicker lights up the whole frame."""
+    from realtime_style.images import save_image
+
+    frames = read_frames(SHARED / "video" / "vtest.avi", pairs + 1, long_side)
+
+    def heat(sequence: list[np.ndarray]) -> np.ndarray:
+        change = np.mean([np.abs(b.astype(np.float32) - a).mean(-1) for a, b in zip(sequence, sequence[1:])], axis=0)
+        scaled = np.clip(change * 8, 0, 255).astype(np.uint8)  # 32 levels of change and more: full heat
+        return cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+    gap = np.full((frames[0].shape[0], 4, 3), 255, np.uint8)
+    rows = [np.concatenate([frames[-1], gap, heat(frames)], axis=1)]
+    for model in models:
+        engine = StyleEngine(model, device="cpu")
+        plain, steady = stylize(engine, frames, 0.0), stylize(engine, frames, strength)
+        rows.append(np.concatenate([plain[-1], gap, heat(plain), gap, heat(steady)], axis=1))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    save_image(out, np.concatenate(rows, axis=0), quality=80)
+    print(f"wrote {out}: first row the input (last frame | its change); then per model "
+          f"({', '.join(Path(m).stem for m in models)}): stylized | its change | its change with --stabilize "
+          f"{strength} (vtest.avi, mean over {pairs} frame pairs, 1 level of change = 8 levels of heat)")
+
+
 def stylize(engine: StyleEngine, frames: list[np.ndarray], stabilize: float) -> list[np.ndarray]:
-    stabilizer = Stabilizer(stabilize) if stabilize else None
+    stabilizer = Stabilizer(stabilize, **STABILIZER_SETTINGS) if stabilize else None
     out = []
     for frame in frames:
         styled = engine.stylize(frame)
@@ -160,12 +237,14 @@ def mean_change(frames: list[np.ndarray]) -> float:
     return float(np.mean([np.abs(b.astype(np.float32) - a).mean() for a, b in zip(frames, frames[1:])]))
 
 
-def kodak_objective(engine: StyleEngine, long_side: int = 256) -> tuple[float | None, float | None]:
-    """Mean Gatys objective (and its style term) of the model's output on the Kodak photos."""
+def objective_of(engine: StyleEngine):
+    """f(photo, result) -> loss terms under the model's own training objective; None without torch or painting."""
     path = painting_of(engine.metadata)
-    objective = model_objective(engine.metadata, load_image(path).rgb) if path else None
-    if objective is None:
-        return None, None  # no painting found, or no torch
+    return model_objective(engine.metadata, load_image(path).rgb) if path else None
+
+
+def kodak_objective(engine: StyleEngine, objective, long_side: int = 256) -> tuple[float, float]:
+    """Mean Gatys objective (and its style term) of the model's output on the Kodak photos."""
     totals, styles = [], []
     for name in KODAK:
         photo = resize_long_side(load_image(SHARED / "eval" / "kodak24" / f"{name}.png").rgb, long_side)
@@ -173,6 +252,17 @@ def kodak_objective(engine: StyleEngine, long_side: int = 256) -> tuple[float | 
         totals.append(terms["total"])
         styles.append(terms["style"])
     return float(np.mean(totals)), float(np.mean(styles))
+
+
+def video_objective(objective, clips: dict[str, list[np.ndarray]], outputs: dict[str, list[np.ndarray]],
+                    picks: int = 4) -> float:
+    """Mean objective of the outputs on a few frames of each clip (the last and evenly before it): what the
+    stabilizer's blending costs in style, which the Kodak photos, single frames, cannot show."""
+    totals = []
+    for name, frames in clips.items():
+        for i in np.linspace(len(frames) - 1, 0, picks, endpoint=False).round().astype(int):
+            totals.append(objective(frames[i], outputs[name][i])["total"])
+    return float(np.mean(totals))
 
 
 def painting_of(metadata: dict) -> Path | None:

@@ -125,9 +125,10 @@ def _add_video(commands) -> None:
     p.add_argument("--codec", default=None, help="video encoder (default: libx264; libvpx-vp9 for .webm)")
     p.add_argument("--crf", type=int, default=defaults.crf, help=f"quality, lower is better (default: {defaults.crf})")
     p.add_argument("--preset", default=defaults.preset, help=f"x264 speed preset (default: {defaults.preset})")
-    p.add_argument("--stabilize", type=float, nargs="?", const=0.6, default=0.0, metavar="S",
-                   help="reduce flicker: blend the previous frame, moved along the optical flow, where the "
-                        "scene is steady (S in 0..1, default 0.6 when given)")
+    p.add_argument("--stabilize", type=float, nargs="?", const=defaults.stabilize, default=defaults.stabilize,
+                   metavar="S", help="flicker reduction: blend the previous frame, moved along the optical "
+                                     f"flow, where the scene is steady (S in 0..1; default {defaults.stabilize}; "
+                                     "0 turns it off)")
     p.add_argument("--start", type=float, default=0.0, help="start at this many seconds")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
@@ -153,6 +154,7 @@ def _run_video(args: argparse.Namespace) -> None:
 
 
 def _add_webcam(commands) -> None:
+    from realtime_style.temporal import DEFAULT_STRENGTH
     from realtime_style.webcam import KEYS_HELP
 
     p = commands.add_parser("webcam", help="stylize the webcam live, in a window",
@@ -169,8 +171,9 @@ def _add_webcam(commands) -> None:
                    help="send the stylized feed to a virtual camera (pip install 'rtstyle[virtualcam]')")
     p.add_argument("--no-window", action="store_true", help="no window (with --record, --virtual-cam or tests)")
     p.add_argument("--fullscreen", action="store_true")
-    p.add_argument("--stabilize", type=float, nargs="?", const=0.6, default=0.0, metavar="S",
-                   help="reduce flicker with optical flow (S in 0..1, default 0.6 when given; costs time per frame)")
+    p.add_argument("--stabilize", type=float, nargs="?", const=DEFAULT_STRENGTH, default=0.0, metavar="S",
+                   help=f"reduce flicker with optical flow (S in 0..1, {DEFAULT_STRENGTH} when given without a value; "
+                        "off by default: it costs time per frame)")
     p.add_argument("--no-auto-scale", action="store_true",
                    help="keep the processing scale fixed; by default, unless --scale or --max-size is given, "
                         "it is lowered as far as needed to keep up with the camera ([ and ] also fix it)")

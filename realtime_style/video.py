@@ -32,7 +32,7 @@ from tqdm import tqdm
 from realtime_style.engine import StyleEngine
 from realtime_style.errors import UserError
 from realtime_style.files import atomic_output, check_input_file, check_output_path
-from realtime_style.temporal import Stabilizer
+from realtime_style.temporal import DEFAULT_STRENGTH, Stabilizer
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 # Audio codecs each container takes as they are; any other audio is re-encoded to the second entry.
@@ -57,7 +57,7 @@ class VideoOptions:
     start: float = 0.0            # seconds
     duration: float | None = None
     overwrite: bool = False
-    stabilize: float = 0.0        # run-time flicker reduction (realtime_style.temporal.Stabilizer); 0 = off
+    stabilize: float = DEFAULT_STRENGTH  # run-time flicker reduction (realtime_style.temporal.Stabilizer); 0 = off
 
 
 @dataclass

@@ -23,13 +23,14 @@ def test_pattern(width: int, height: int, index: int = 0) -> np.ndarray:
 
 def make_clip(path: Path, frames: int = 12, size: tuple[int, int] = (96, 64), fps: int = 24,
               audio: str | None = "aac", frame_times: list[float] | None = None, rotation: int = 0,
-              video: bool = True, codec: str = "libx264") -> Path:
-    """Write a clip; ``frame_times`` (seconds) makes it variable-frame-rate, ``rotation`` sets a display matrix.
+              video: bool = True, codec: str = "libx264", pictures: list[np.ndarray] | None = None) -> Path:
+    """Write a clip; ``frame_times`` (seconds) makes it variable-frame-rate, ``rotation`` sets a display matrix,
+    ``pictures`` (RGB, one per frame) replace the moving test pattern.
 
     Audio is a 440 Hz tone as long as the video.
     """
     width, height = size
-    times = frame_times or [i / fps for i in range(frames)]
+    times = frame_times or [i / fps for i in range(len(pictures) if pictures else frames)]
     duration = (times[-1] + 1 / fps) if times else frames / fps
     with av.open(str(path), "w") as container:
         v = None
@@ -47,7 +48,8 @@ def make_clip(path: Path, frames: int = 12, size: tuple[int, int] = (96, 64), fp
             a.layout = "stereo"
         if v is not None:
             for index, t in enumerate(times):
-                frame = av.VideoFrame.from_ndarray(test_pattern(width, height, index), format="rgb24")
+                picture = pictures[index] if pictures else test_pattern(width, height, index)
+                frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
                 frame.pts, frame.time_base = round(t * 90000), Fraction(1, 90000)
                 container.mux(v.encode(frame))
             container.mux(v.encode(None))
