@@ -98,6 +98,7 @@ def warping_error(inputs: list[np.ndarray], outputs: list[np.ndarray]) -> Warpin
 
 
 _RGB_MEAN = np.full((1, 3), 1 / 3, np.float32)
+_DIS_MIN_SIDE = 12  # OpenCV's DIS flow refuses images whose width and height are both smaller
 DEFAULT_STRENGTH = 0.8  # `rtstyle video`'s default, and `--stabilize` without a value (docs/temporal.md)
 
 
@@ -140,6 +141,8 @@ class Stabilizer:
         scale = min(1.0, self.flow_width / w)
         small = gray(cv2.resize(frame, (max(8, round(w * scale)), max(8, round(h * scale))),
                                 interpolation=cv2.INTER_AREA) if scale < 1 else frame)
+        if max(small.shape) < _DIS_MIN_SIDE:
+            return styled  # too small for DIS flow, and for flicker to show
         result = styled.astype(np.float32)
         previous_input, previous_output = self._previous_input, self._previous_output
         if previous_input is not None and previous_input.shape == small.shape and previous_output.shape == result.shape:

@@ -97,6 +97,14 @@ def test_rtstyle_video_is_stabilized_by_default(tmp_path, photo):
     assert change["default"] < 0.7 * change["off"]
 
 
+def test_a_tiny_video_passes_through_the_default_stabilizer(tmp_path):
+    """DIS flow refuses images under 12 pixels a side; such a clip must still convert, unstabilized."""
+    src = make_clip(tmp_path / "in.mp4", size=(8, 8), audio=None)
+    report = stylize_video(prepare_video(src, tmp_path / "out.mp4"), StyleEngine("mosaic_lite", device="cpu"),
+                           progress=False)
+    assert report.frames == len(read_video(tmp_path / "out.mp4")[1]) == 12
+
+
 def test_video_stabilize_keeps_frames_and_timestamps(tmp_path):
     times = [0.0, 0.04, 0.1, 0.13, 0.2, 0.3]
     src = make_clip(tmp_path / "in.mp4", frame_times=times, size=(96, 64))
