@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from model_examples import model_objective
 
-from realtime_style.engine import StyleControls, StyleEngine
+from realtime_style.engine import StyleControls, StyleEngine, contrast_weight
 from realtime_style.images import load_image, resize_long_side
 from realtime_style.temporal import DEFAULT_STRENGTH, Stabilizer, warping_error
 
@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--warp", choices=WARPS, default=None,
                         help="how the stabilizer resamples its previous output (linear before 2026-12-03)")
     parser.add_argument("--no-objective", action="store_true", help="skip the style-loss columns")
+    parser.add_argument("--no-contrast-gate", action="store_true",
+                        help="paint flat frames (fades from black) fully, as before 2026-12-03's contrast gate")
     parser.add_argument("--crops", type=Path, default=None,
                         help="instead: save crops of the most moving region of box.mp4 (input | model | "
                              "model + stabilize) for each model")
@@ -90,7 +92,7 @@ def main() -> None:
     rows = {}  # label -> (warping errors..., still change, video objective, Kodak objective, style term)
     for model in args.models:
         variants = [("", 0.0)] + ([(f" + stabilize {args.stabilize}", args.stabilize)] if args.stabilize else [])
-        engine = StyleEngine(model, device="cpu", controls=StyleControls())
+        engine = StyleEngine(model, device="cpu", controls=StyleControls(contrast_gate=not args.no_contrast_gate))
         objective = None if args.no_objective else objective_of(engine)  # None without torch or the painting
         for label, strength in variants:
             outputs = {name: stylize(engine, frames, strength) for name, frames in clips.items()}
@@ -260,10 +262,16 @@ def kodak_objective(engine: StyleEngine, objective, long_side: int = 256) -> tup
 def video_objective(objective, clips: dict[str, list[np.ndarray]], outputs: dict[str, list[np.ndarray]],
                     picks: int = 4) -> float:
     """Mean objective of the outputs on a few frames of each clip (the last and evenly before it): what the
-    stabilizer's blending costs in style, which the Kodak photos, single frames, cannot show."""
+    stabilizer's blending costs in style, which the Kodak photos, single frames, cannot show.
+
+    Only frames with a picture to paint count: on the near-black frames of a fade, which the contrast gate
+    leaves unpainted, a painting of the noise would score better and mean nothing.
+    """
     totals = []
     for name, frames in clips.items():
-        for i in np.linspace(len(frames) - 1, 0, picks, endpoint=False).round().astype(int):
+        painted = [i for i, frame in enumerate(frames) if contrast_weight(frame) == 1.0]
+        for k in np.linspace(len(painted) - 1, 0, picks, endpoint=False).round().astype(int):
+            i = painted[k]
             totals.append(objective(frames[i], outputs[name][i])["total"])
     return float(np.mean(totals))
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from realtime_style.engine import StyleEngine
+from realtime_style.engine import StyleEngine, contrast_weight
 from realtime_style.errors import UserError
 from realtime_style.files import check_output_path
 from realtime_style.images import IMAGE_SUFFIXES, RGBImage, check_image_suffix, load_image, save_image
@@ -81,6 +82,10 @@ def stylize_images(jobs: list[Job], engine: StyleEngine, progress: bool = True) 
     for job in tqdm(jobs, unit="image", disable=not progress or len(jobs) < 2):
         image = load_image(job.source)
         styled = engine.stylize(image.rgb)
+        weight = contrast_weight(image.rgb) * engine.controls.strength
+        if engine.controls.contrast_gate and weight < engine.controls.strength:
+            tqdm.write(f"note: {job.source.name} has almost no contrast, so it got {weight:.0%} of the style "
+                       "(at full style the net would paint its noise)", file=sys.stderr)
         job.target.parent.mkdir(exist_ok=True)
         written.append(save_image(job.target, RGBImage(styled, image.alpha)))
     return written

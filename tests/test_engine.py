@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime_style.engine import BYTES_PER_PIXEL_CHANNEL, MAX_FRAMES_IN_FLIGHT, StyleControls, StyleEngine
+from realtime_style.engine import (BYTES_PER_PIXEL_CHANNEL, MAX_FRAMES_IN_FLIGHT, StyleControls, StyleEngine,
+                                   contrast_weight)
 from realtime_style.errors import UserError
 from realtime_style.export import psnr
 from realtime_style.images import load_image, resize_long_side
@@ -68,6 +69,34 @@ def test_strength_blends_between_input_and_style(engine, photo):
     expected = (photo.astype(np.float32) + styled) / 2
     assert np.abs(half - expected).mean() < 1.0
     assert np.abs(styled - photo).mean() > 10.0  # the style does change the picture
+
+
+def test_a_near_black_frame_stays_dark_instead_of_flashing(engine, photo):
+    """Instance norm paints a near-black frame out of its noise alone, a different bright picture for each
+    noise draw; the contrast gate keeps it what it is (docs/temporal.md)."""
+    black = np.zeros_like(photo)
+    assert np.array_equal(engine.stylize(black), black)
+    rng = np.random.default_rng(0)
+    dim = [np.clip(photo * 0.03 + rng.normal(0, 1.5, photo.shape), 0, 255).round().astype(np.uint8) for _ in range(2)]
+    ungated = StyleControls(contrast_gate=False)
+    flashing = [engine.stylize(frame, ungated).astype(np.float32) for frame in dim]
+    gated = [engine.stylize(frame).astype(np.float32) for frame in dim]
+    assert np.abs(flashing[0] - flashing[1]).mean() > 15.0  # what the gate is for
+    assert flashing[0].mean() > 50.0
+    assert np.abs(gated[0] - gated[1]).mean() < 3.0
+    assert np.abs(gated[0] - dim[0]).mean() < 2.0
+
+
+def test_the_contrast_gate_leaves_ordinary_photos_alone_and_fades_in_between(engine, photo):
+    assert contrast_weight(photo) == 1.0
+    assert np.array_equal(engine.stylize(photo), engine.stylize(photo, StyleControls(contrast_gate=False)))
+    weights = [contrast_weight((photo * scale).astype(np.uint8)) for scale in (0.02, 0.1, 0.15, 0.3)]
+    assert weights[0] == 0.0 and 0.0 < weights[1] < weights[2] < 1.0 and weights[3] == 1.0
+    faded = (photo * 0.1).astype(np.uint8)
+    half = engine.stylize(faded).astype(np.float32)
+    full = engine.stylize(faded, StyleControls(contrast_gate=False)).astype(np.float32)
+    expected = faded + weights[1] * (full - faded)
+    assert np.abs(half - expected).mean() < 1.0
 
 
 def test_preserve_color_keeps_the_input_chroma(engine, photo):

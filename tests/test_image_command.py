@@ -33,6 +33,16 @@ def test_one_image_matches_the_engine(small_photo, tmp_path):
     assert psnr(styled, expected) > 50  # PNG is lossless: the same pixels as the engine's
 
 
+def test_a_black_image_stays_black_and_the_user_is_told_why(small_photo, tmp_path):
+    Image.new("RGB", (48, 32)).save(tmp_path / "black.png")
+    result = run_cli("image", tmp_path / "black.png", small_photo, "-o", tmp_path / "out", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert not load_image(tmp_path / "out" / "black.png").rgb.any()
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert notes == ["note: black.png has almost no contrast, so it got 0% of the style "
+                     "(at full style the net would paint its noise)"]
+
+
 def test_alpha_passes_through_and_exif_rotation_is_honoured(tmp_path):
     rgba = np.zeros((40, 60, 4), np.uint8)
     rgba[..., :3] = np.asarray(Image.open(PHOTO).resize((60, 40)))

@@ -97,6 +97,22 @@ def test_rtstyle_video_is_stabilized_by_default(tmp_path, photo):
     assert change["default"] < 0.7 * change["off"]
 
 
+def test_a_fade_from_black_stays_dark_in_rtstyle_video(tmp_path, photo):
+    """The first frames of a fade are black plus codec noise, which a net would paint as a bright picture,
+    a new one each frame; `rtstyle video` keeps them dark and paints the picture once it is there."""
+    still = np.ascontiguousarray(photo[:96, :128]).astype(np.float32)
+    rng = np.random.default_rng(3)
+    levels = [0.0, 0.0, 0.01, 0.02, 0.03, 0.6, 1.0]
+    pictures = [np.clip(still * level + rng.normal(0, 1.0, still.shape), 0, 255).astype(np.uint8) for level in levels]
+    src = make_clip(tmp_path / "in.mp4", size=(128, 96), pictures=pictures, audio=None)
+    result = run_cli("video", str(src), str(tmp_path / "out.mp4"), "--style", "mosaic", "--quiet")
+    assert result.returncode == 0, result.stderr
+    frames = read_video(tmp_path / "out.mp4")[1]
+    assert len(frames) == len(levels)
+    assert max(frame.mean() for frame in frames[:5]) < 8.0
+    assert np.abs(frames[-1].astype(np.float32) - pictures[-1]).mean() > 10.0  # styled once there is a picture
+
+
 def test_a_tiny_video_passes_through_the_default_stabilizer(tmp_path):
     """DIS flow refuses images under 12 pixels a side; such a clip must still convert, unstabilized."""
     src = make_clip(tmp_path / "in.mp4", size=(8, 8), audio=None)
