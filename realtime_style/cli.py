@@ -61,7 +61,9 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("style")
     g.add_argument("--style", default=None, help="a style name (see `rtstyle styles`) or an .onnx file "
                                                   "(default: mosaic)")
-    g.add_argument("--strength", type=float, default=1.0, help="0 = the input, 1 = full style (default: 1)")
+    g.add_argument("--strength", type=float, default=1.0,
+                   help="0 = the input, 1 = full style (default: 1); frames with almost no contrast, "
+                        "such as a fade from black, get less")
     g.add_argument("--preserve-color", action="store_true", help="keep the input's colours, style in luminance")
     g.add_argument("--scale", type=float, default=None,
                    help="processing resolution relative to the input: smaller = bigger strokes, faster "
