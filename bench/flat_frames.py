@@ -37,6 +37,8 @@ def main() -> None:
                         help="save frames of Big Buck Bunny's fade from black through the first model: without "
                              "the contrast gate, and as `rtstyle video` makes them")
     args = parser.parse_args()
+    if args.fade and not args.models:
+        parser.error("--fade needs a model")
     if args.census:
         census()
     if args.fade:

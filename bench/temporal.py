@@ -270,10 +270,12 @@ def video_objective(objective, clips: dict[str, list[np.ndarray]], outputs: dict
     totals = []
     for name, frames in clips.items():
         painted = [i for i, frame in enumerate(frames) if contrast_weight(frame) == 1.0]
+        if not painted:
+            continue  # a clip that never leaves the gate's ramp has nothing to price
         for k in np.linspace(len(painted) - 1, 0, picks, endpoint=False).round().astype(int):
             i = painted[k]
             totals.append(objective(frames[i], outputs[name][i])["total"])
-    return float(np.mean(totals))
+    return float(np.mean(totals)) if totals else float("nan")
 
 
 def painting_of(metadata: dict) -> Path | None:

@@ -210,11 +210,12 @@ class StyleEngine:
     @staticmethod
     def _finish(styled: np.ndarray, frames: np.ndarray, preserve_color: bool, weights: np.ndarray) -> np.ndarray:
         """Colour preservation, then each frame's blend with its input by its weight (strength x gate)."""
-        if preserve_color or (weights < 1.0).any():
+        blend = bool((weights < 1.0).any())
+        if preserve_color or blend:
             original = frames.astype(np.float32) * np.float32(1 / 255)
             if preserve_color:
                 styled = keep_colors(styled, original)
-            if (weights < 1.0).any():
+            if blend:
                 styled = original + weights[:, None, None, None] * (styled - original)
         return np.clip(styled * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
