@@ -185,6 +185,8 @@ class TorchBackend:
         half = self.device.type == "cuda" if half is None else half
         self.dtype = torch.float16 if half else torch.float32
         self.net = net.eval().to(self.device, self.dtype)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # a video's frames all have one size: let cuDNN pick its kernels
         if half:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.description = f"torch {self.device} {str(self.dtype).replace('torch.', '')}"

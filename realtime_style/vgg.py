@@ -82,6 +82,6 @@ def load_vgg19(path: str | os.PathLike | None = None, device: torch.device | str
     state = {}
     for key, array in tensors.items():
         conv, param = key.split(".")
-        state[f"convs.{conv}.{param}"] = torch.from_numpy(array)
+        state[f"convs.{conv}.{param}"] = torch.from_numpy(array).float()  # the float16 copy too
     vgg.load_state_dict(state)
     return vgg.to(device)

@@ -1,0 +1,168 @@
+"""Train styles on a GPU machine within one call of the device tool, against the clock.
+
+Runs on the device, over what `python tools/device_kit.py train STYLE ...` packed into .carry/
+(that command prints the whole call):
+
+    python3 bench/device_train.py --minutes 8 --out $OUT
+
+Every recipe in .carry/recipes.json trains in its own process of tools/train.py, all at once, towards
+the full recipe (20,000 steps at batch 4, 256 px). At the deadline the runs still going get SIGINT,
+which makes train.py save its checkpoint and stop; every run is then exported to fp16 ONNX, its
+metadata stating the steps and the machine. $OUT gets the models (models.tar), each run's log,
+loss.csv, loss plot and last preview (runs.tar), and summary.md: steps reached, steps per second
+and the mean losses of the last 100 steps, so the next session knows what a call buys.
+A run cut short continues in a later call from its model: tools/train.py --init-from NAME.onnx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from realtime_style.weights import HALF_FILE  # noqa: E402
+
+# What comes back from the device: at most 8 files of 16 MiB each.
+MAX_TAR_BYTES = 15 * 2**20
+STOP_GRACE_S = 90       # a stopped run finishes its step and writes its checkpoint
+RECIPE_OPTIONS = ("size", "steps", "style_weight", "content_weight", "tv_weight", "content_layer", "style_size",
+                  "display_name", "style_credit", "style_license")
+
+
+def train_command(recipe: dict, carry: Path, work: Path, args: argparse.Namespace) -> list[str]:
+    """tools/train.py's options for one recipe (the command line overrides size and steps)."""
+    options = {**recipe, "size": args.size or recipe["size"], "steps": args.steps or recipe["steps"]}
+    command = [sys.executable, str(ROOT / "tools" / "train.py"), "--style", str(carry / recipe["style"]),
+               "--name", recipe["name"], "--data", str(carry / "train"),
+               "--out-dir", str(work / "runs" / recipe["name"]),
+               "--no-export", "--overwrite", "--workers", str(args.workers), "--device", args.device,
+               "--checkpoint-every", str(args.checkpoint_every), "--preview-every", str(args.checkpoint_every)]
+    for key in RECIPE_OPTIONS:
+        if options.get(key) is not None:
+            command += ["--" + key.replace("_", "-"), str(options[key])]
+    return command
+
+
+def losses_summary(loss_csv: Path, last: int = 100) -> dict:
+    """Steps reached, and the means of the last ``last`` rows of a run's loss.csv."""
+    if not loss_csv.is_file():
+        return {"steps": 0}
+    with loss_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {"steps": 0}
+    tail = rows[-last:]
+    mean = {key: sum(float(r[key]) for r in tail) / len(tail) for key in ("content", "style", "temporal", "total",
+                                                                            "images_per_s")}
+    return {"steps": int(rows[-1]["step"]), **mean}
+
+
+def pack(files: list[tuple[Path, str]], out: Path, stem: str) -> list[Path]:
+    """Tar ``files`` (path, name inside) into as many tars under MAX_TAR_BYTES as needed."""
+    tars, size, current = [], 0, None
+    for path, name in files:
+        if current is None or size + path.stat().st_size > MAX_TAR_BYTES:
+            if current is not None:
+                current.close()
+            tars.append(out / f"{stem}{len(tars) + 1 if tars else ''}.tar")
+            current, size = tarfile.open(tars[-1], "w"), 0
+        current.add(path, arcname=name)
+        size += path.stat().st_size
+    if current is not None:
+        current.close()
+    return tars
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=8.0, help="training time, start to stop (default 8)")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "device_out")))
+    parser.add_argument("--carry", type=Path, default=ROOT / ".carry")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/device_train"))
+    parser.add_argument("--styles", nargs="+", help="only these of the packed recipes")
+    parser.add_argument("--steps", type=int, help="instead of the recipe's (a smoke test)")
+    parser.add_argument("--size", type=int, help="instead of the recipe's (a smoke test)")
+    parser.add_argument("--workers", type=int, default=3, help="DataLoader workers per run (default 3)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--checkpoint-every", type=int, default=1000)
+    args = parser.parse_args()
+
+    recipes = json.loads((args.carry / "recipes.json").read_text())
+    if args.styles:
+        recipes = [r for r in recipes if r["name"] in args.styles]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.work / "runs").mkdir(parents=True, exist_ok=True)
+    (args.work / "models").mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RTSTYLE_VGG19_WEIGHTS": str(args.carry / HALF_FILE),
+           "RTSTYLE_CACHE": str(args.work / "cache"), "PYTHONPATH": os.pathsep.join(
+               [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+    began = time.perf_counter()
+    runs = {}
+    for recipe in recipes:
+        log = (args.work / "runs" / f"{recipe['name']}.log").open("w")
+        runs[recipe["name"]] = (subprocess.Popen(train_command(recipe, args.carry, args.work, args), env=env,
+                                                 stdout=log, stderr=subprocess.STDOUT), log)
+    print(f"{len(runs)} runs started: {', '.join(runs)}", flush=True)
+    deadline = began + args.minutes * 60
+    while time.perf_counter() < deadline and any(p.poll() is None for p, _ in runs.values()):
+        time.sleep(2)
+    for process, _ in runs.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    for process, log in runs.values():
+        try:
+            process.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+    trained_s = time.perf_counter() - began
+    print(f"stopped after {trained_s:.0f} s", flush=True)
+
+    lines = ["| style | exit | steps | img/s (last 100) | content | style | temporal | total | model |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    models, run_files = [], []
+    for name, (process, _) in runs.items():
+        run_dir = args.work / "runs" / name
+        summary = losses_summary(run_dir / "loss.csv")
+        model = args.work / "models" / f"{name}.onnx"
+        checkpoint = run_dir / "checkpoint.pt"
+        status = "no checkpoint"
+        if checkpoint.is_file():
+            export = subprocess.run([sys.executable, "-m", "realtime_style", "export", str(checkpoint), str(model),
+                                     "--overwrite"], env=env, capture_output=True, text=True)
+            status = model.name if export.returncode == 0 else "export failed: " + export.stderr.strip()[-200:]
+            (run_dir / "export.log").write_text(export.stdout + export.stderr)
+        if model.is_file():
+            models.append((model, model.name))
+        numbers = " | ".join(f"{summary[k]:.4g}" if k in summary else "" for k in
+                             ("images_per_s", "content", "style", "temporal", "total"))
+        lines.append(f"| {name} | {process.returncode} | {summary['steps']} | {numbers} | {status} |")
+        previews = sorted((run_dir / "previews").glob("*.png"))
+        for path in [run_dir / "loss.csv", run_dir / "loss.png", run_dir / "export.log",
+                     run_dir / "config.json", *previews[-1:]]:
+            if path.is_file():
+                run_files.append((path, f"{name}/{path.name}"))
+        logfile = args.work / "runs" / f"{name}.log"
+        run_files.append((logfile, f"{name}/train.log"))
+    report = "\n".join([f"{len(runs)} runs at once for {trained_s:.0f} s on this machine:", "", *lines, ""])
+    (args.out / "summary.md").write_text(report)
+    print(report, flush=True)
+    for tar in pack(models, args.out, "models") + pack(run_files, args.out, "runs"):
+        print(f"{tar.name}: {tar.stat().st_size / 1e6:.1f} MB", flush=True)
+    return 0 if models else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Pack what a run on a GPU machine needs into .carry/, and print the call that makes it.
+
+The device tool (a GPU machine that some sessions are lent, docs/training.md "On a GPU machine")
+copies the checkout and the folders named in its `carry`, 64 MiB in all, with no internet there.
+The checkout is 38 MB, 32 MB of it the shipped models, so a run that needs data has to leave
+models behind. Two plans:
+
+    python tools/device_kit.py train mosaic candy   # VGG19 in fp16, training photos, the style images
+    python tools/device_kit.py perf                 # the PyAV wheel for the machine's Python 3.12
+    python tools/device_kit.py restore              # afterwards: the hidden models back in git's index
+
+Packing takes the models the run does not need out of git's index (they stay on disk) and hides
+them in .git/info/exclude, so that they do not travel; `restore` undoes that, and must run before
+the next commit. Device time is short (15 minutes a session, each call at most 10), so each plan
+is one call that does everything and brings its results back under $OUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from realtime_style.errors import UserError  # noqa: E402
+
+CARRY = ROOT / ".carry"
+EXCLUDE = ROOT / ".git" / "info" / "exclude"
+BEGIN, END = "# device_kit: hidden from the device copy; python tools/device_kit.py restore", "# device_kit end"
+LIMIT = 64 * 2**20           # what may travel in one call
+MARGIN = 2 * 2**20           # for files that appear between packing and the call
+SHARED = ROOT.parent / "shared" / "data"
+TRAIN_SIZE, TRAIN_STEPS = 256, 20_000   # the full recipe of the style-set issue
+PHOTO_QUALITY = 80           # re-encoding the training photos (short side 256, q88) to fit
+PERF_MODELS = ("mosaic", "mosaic_lite")
+# The device's Python (3.12, as KINDS.md lists it) and what PyAV's wheel is built for.
+WHEEL_ARGS = ["--no-deps", "--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp",
+              "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
+              "--platform", "manylinux2014_x86_64"]
+RECIPE_KEYS = ("style_weight", "content_weight", "tv_weight", "content_layer", "style_size",
+               "display_name", "style_credit", "style_license")
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+
+
+def hidden_models() -> list[str]:
+    """The paths between our markers in .git/info/exclude."""
+    lines = EXCLUDE.read_text().splitlines() if EXCLUDE.exists() else []
+    if BEGIN not in lines:
+        return []
+    return [line.lstrip("/") for line in lines[lines.index(BEGIN) + 1:lines.index(END)]]
+
+
+def hide_models(keep: tuple[str, ...]) -> list[str]:
+    """Take every tracked model but ``keep`` out of the index and ignore it (the files stay on disk)."""
+    if hidden_models():
+        raise UserError("models are already hidden from an earlier packing: run `python tools/device_kit.py "
+                        "restore` first")
+    hide = [p for p in git("ls-files", "models/*.onnx").split() if Path(p).stem not in keep]
+    lines = EXCLUDE.read_text().splitlines() if EXCLUDE.exists() else []
+    if "/.carry/" not in lines:
+        lines.append("/.carry/")
+    EXCLUDE.parent.mkdir(parents=True, exist_ok=True)
+    EXCLUDE.write_text("\n".join([*lines, BEGIN, *("/" + p for p in hide), END]) + "\n")
+    if hide:
+        git("rm", "--cached", "-q", "--", *hide)
+    return hide
+
+
+def restore() -> None:
+    hidden = hidden_models()
+    if hidden:
+        git("reset", "-q", "--", *hidden)
+    lines = EXCLUDE.read_text().splitlines() if EXCLUDE.exists() else []
+    if BEGIN in lines:
+        lines = lines[:lines.index(BEGIN)] + lines[lines.index(END) + 1:]
+        EXCLUDE.write_text("\n".join(lines) + "\n")
+    missing = [p for p in hidden if not (ROOT / p).exists()]
+    print(f"{len(hidden)} models back in the index" + (f"; missing on disk: {', '.join(missing)}" if missing else ""))
+
+
+def travelling_bytes() -> int:
+    """What the device tool copies besides `carry`: tracked files, and untracked ones git does not ignore."""
+    files = git("ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
+    return sum((ROOT / f).stat().st_size for f in files if f and (ROOT / f).is_file())
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def recipe(style: str) -> dict:
+    """The shipped standard net's loss weights and credits, with the full recipe's size and steps."""
+    from realtime_style.styles import read_metadata
+
+    model = ROOT / "models" / f"{style}.onnx"
+    if not model.is_file():
+        raise UserError(f"no shipped model {model.relative_to(ROOT)}: its recipe is where the weights come from")
+    config = json.loads(read_metadata(model)["train_config"])
+    return {"name": style, "style": f"styles/{style}.jpg", "size": TRAIN_SIZE, "steps": TRAIN_STEPS,
+            **{key: config[key] for key in RECIPE_KEYS if config.get(key) is not None}}
+
+
+def pack_photos(folder: Path, budget: int, seed: int = 0) -> tuple[int, int]:
+    """As many training photos as fit in ``budget`` bytes, in a fixed random order, re-encoded."""
+    from PIL import Image, ImageOps
+
+    from realtime_style.dataset import find_images
+
+    photos = find_images([SHARED / "train"])
+    random.Random(seed).shuffle(photos)
+    folder.mkdir(parents=True)
+    used = count = 0
+    for i, path in enumerate(photos):
+        try:
+            with Image.open(path) as im:
+                data = io.BytesIO()
+                ImageOps.exif_transpose(im).convert("RGB").save(data, "JPEG", quality=PHOTO_QUALITY)
+        except OSError:
+            continue  # unreadable: the training loader would skip it too
+        if used + data.tell() > budget:
+            break
+        (folder / f"{i:05d}.jpg").write_bytes(data.getvalue())
+        used, count = used + data.tell(), count + 1
+    return count, used
+
+
+def pack_train(styles: list[str]) -> str:
+    from realtime_style.weights import HALF_FILE, write_half_copy
+
+    recipes = [recipe(style) for style in styles]  # checks the names before anything changes
+    for style in styles:
+        if not (SHARED / "styles" / f"{style}.jpg").is_file():
+            raise UserError(f"no style image {SHARED / 'styles' / f'{style}.jpg'}")
+    reset_carry()
+    hidden = hide_models(keep=PERF_MODELS)  # the model-only timings run first
+    write_half_copy(CARRY / HALF_FILE)
+    (CARRY / "styles").mkdir()
+    for style in styles:
+        shutil.copy2(SHARED / "styles" / f"{style}.jpg", CARRY / "styles")
+    (CARRY / "recipes.json").write_text(json.dumps(recipes, indent=2) + "\n")
+    budget = LIMIT - MARGIN - travelling_bytes() - folder_bytes(CARRY)
+    count, used = pack_photos(CARRY / "train", budget)
+    print(f"packed {len(styles)} recipes, VGG19 in fp16 and {count} training photos ({used / 1e6:.1f} MB); "
+          f"{len(hidden)} models hidden, {', '.join(PERF_MODELS)} travel")
+    # A minute of model-only timings (issue 7's GPU rows), then the training.
+    return ("export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD; nvidia-smi -L; "
+            "timeout 75 python3 bench/perf.py --model-only 2>&1 | tee $OUT/perf.md; "
+            "python3 bench/device_train.py --minutes 6 --out $OUT")
+
+
+def pack_perf() -> str:
+    reset_carry()
+    hidden = hide_models(keep=PERF_MODELS)
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", *WHEEL_ARGS, "-d", str(CARRY / "wheels"),
+                    "av>=14"], check=True)
+    print(f"packed the PyAV wheel; {len(hidden)} models hidden, {', '.join(PERF_MODELS)} travel")
+    return ("python3 -m pip install -q --no-index --no-deps --target /tmp/site .carry/wheels/*.whl && "
+            "export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 && nvidia-smi -L && "
+            "python3 -c 'import onnxruntime as o; print(o.get_available_providers())' && "
+            "python3 bench/perf.py 2>&1 | tee $OUT/perf.md")
+
+
+def reset_carry() -> None:
+    if CARRY.exists():
+        shutil.rmtree(CARRY)
+    CARRY.mkdir()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="plan", required=True)
+    train = sub.add_parser("train", help="train styles for the full recipe, against the clock")
+    train.add_argument("styles", nargs="+", help="style names of shipped models, e.g. mosaic candy")
+    sub.add_parser("perf", help="bench/perf.py's GPU rows and end-to-end runs")
+    sub.add_parser("restore", help="put the models hidden by a packing back in git's index")
+    args = parser.parse_args()
+    if args.plan == "restore":
+        restore()
+        return 0
+    command = pack_train(args.styles) if args.plan == "train" else pack_perf()
+    total = travelling_bytes() + folder_bytes(CARRY)
+    if total > LIMIT:
+        restore()
+        raise UserError(f"{total / 2**20:.1f} MiB would travel, over the 64 MiB a call takes")
+    print(f"{total / 2**20:.1f} MiB travel. The call (device tool, `run`), then `python tools/device_kit.py restore`:")
+    print(json.dumps({"command": command, "carry": [".carry"], "timeout_s": 600}))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as exc:
+        print(f"device_kit.py: error: {exc}", file=sys.stderr)
+        sys.exit(1)
