@@ -33,6 +33,9 @@ TILE_OVERLAP = 64  # pixels of overlap between tiles, at processing resolution, 
 # default 1.5 GB budget (docs/performance.md): the budget bounds the tiles, not the whole process.
 BYTES_PER_PIXEL_CHANNEL = 24
 DEFAULT_MEMORY_BUDGET = 1.5e9
+# On a GPU the activations are fp16 and in the card's memory: a 1920x1080 frame of the standard
+# net runs whole (the CPU budget would tile it into four), a 3840x2160 one in tiles.
+GPU_MEMORY_BUDGET = 4e9
 # Frames a CPU engine stylizes at once in `stylize_stream`, each on its own share of the cores.
 MAX_FRAMES_IN_FLIGHT = 4
 # The contrast gate: luma standard deviation (levels, on a thumbnail) below which a frame passes through
@@ -73,7 +76,7 @@ class StyleEngine:
     """A loaded style model plus the controls; call `stylize` per frame."""
 
     def __init__(self, style: str | os.PathLike, device: str = "auto", backend: str = "auto",
-                 controls: StyleControls | None = None, memory_budget: float = DEFAULT_MEMORY_BUDGET,
+                 controls: StyleControls | None = None, memory_budget: float | None = None,
                  threads: int | None = None, warmup: bool = True):
         self.controls = controls or StyleControls()
         self.controls.check()
@@ -83,6 +86,9 @@ class StyleEngine:
         self.name = self.metadata.get("name", self.path.stem)
         self.display_name = self.metadata.get("display_name", self.name)
         self.backend: Backend = open_backend(self.path, device=device, backend=backend, threads=threads)
+        if memory_budget is None:
+            memory_budget = GPU_MEMORY_BUDGET if self.backend.on_gpu else DEFAULT_MEMORY_BUDGET
+            self._settings["memory_budget"] = memory_budget
         first_channels = _first_layer_channels(self.metadata)
         self.max_tile_pixels = int(memory_budget / (BYTES_PER_PIXEL_CHANNEL * first_channels))
         self._streams: dict[int, StyleEngine] = {}  # by frames in flight, for stylize_stream
@@ -168,6 +174,10 @@ class StyleEngine:
         work_w, work_h = controls.processing_size(width, height)
         small = frames if (work_w, work_h) == (width, height) else np.stack(
             [cv2.resize(f, (work_w, work_h), interpolation=cv2.INTER_AREA) for f in frames])
+        fused = getattr(self.backend, "stylize_frames", None)
+        if (fused and (work_w, work_h) == (width, height) and not controls.preserve_color
+                and work_w * work_h <= self.max_tile_pixels and min(height, width) > MULTIPLE):
+            return fused(frames, weights)  # the same steps, on the backend's device
         if work_w * work_h > self.max_tile_pixels:
             styled = np.stack([self._run_tiled(f) for f in small])
         else:

@@ -201,3 +201,26 @@ def test_reduced_processing_size_upsamples_smoothly_to_the_frame():
     # A ramp stays a ramp: bicubic reproduces linear gradients away from the borders.
     ramp = np.linspace(0, 1, 128)
     assert np.abs(big[48, 8:-8, 0] - ramp[8:-8]).max() < 0.02
+
+
+def test_torch_backend_stylizes_whole_frames_on_its_device_as_the_engine_would(photo):
+    """The fused path (padding, net, blend and rounding where the net runs) against the engine's own steps."""
+    pytest.importorskip("torch")
+    torch_engine = StyleEngine("mosaic", device="cpu", backend="torch")
+    frames = np.stack([photo[:101, :143], photo[-101:, -143:]])  # both need padding
+    weights = np.array([1.0, 0.4], np.float32)
+    fused = torch_engine.backend.stylize_frames(frames, weights)
+    steps = StyleEngine._finish(torch_engine._run_padded(frames), frames, False, weights)
+    assert fused.dtype == np.uint8 and fused.shape == frames.shape
+    assert np.abs(fused.astype(int) - steps).max() <= 1
+    # The engine hands it whole frames, with strength times the contrast gate as the weights.
+    calls = []
+    run_fused = torch_engine.backend.stylize_frames
+    torch_engine.backend.stylize_frames = lambda f, w: calls.append(w.tolist()) or run_fused(f, w)
+    dark = (frames * 0.02).astype(np.uint8)  # contrast about 1: the gate gives it nothing
+    by_engine = torch_engine.stylize_batch(np.concatenate([frames, dark[:1]]), StyleControls(strength=0.4))
+    assert calls == [pytest.approx([0.4, 0.4, 0.0])]
+    assert np.array_equal(by_engine[:2], run_fused(frames, np.full(2, 0.4, np.float32)))
+    assert np.array_equal(by_engine[2], dark[0])
+    torch_engine.stylize(photo, StyleControls(preserve_color=True))  # colour preservation: the engine's steps
+    assert len(calls) == 1
