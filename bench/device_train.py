@@ -35,8 +35,8 @@ from realtime_style.weights import HALF_FILE  # noqa: E402
 # What comes back from the device: at most 8 files of 16 MiB each.
 MAX_TAR_BYTES = 15 * 2**20
 STOP_GRACE_S = 90       # a stopped run finishes its step and writes its checkpoint
-RECIPE_OPTIONS = ("size", "steps", "style_weight", "content_weight", "tv_weight", "content_layer", "style_size",
-                  "display_name", "style_credit", "style_license")
+RECIPE_OPTIONS = ("arch", "color_skip_start", "size", "steps", "style_weight", "content_weight", "tv_weight",
+                  "content_layer", "style_size", "display_name", "style_credit", "style_license")
 
 
 def train_command(recipe: dict, carry: Path, work: Path, args: argparse.Namespace) -> list[str]:

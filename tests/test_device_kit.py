@@ -124,7 +124,9 @@ def test_packed_photos_fit_the_budget(tmp_path, monkeypatch):
 def test_recipe_comes_from_the_shipped_model():
     recipe = kit.recipe("candy")
     assert recipe["style"] == "styles/candy.jpg" and recipe["size"] == 256 and recipe["steps"] == 20_000
-    assert recipe["style_weight"] > 0 and "BSD" in recipe["style_license"]
+    assert recipe["style_weight"] > 0 and "BSD" in recipe["style_license"] and recipe["arch"] == "standard"
+    lite = kit.recipe("wave_lite")
+    assert lite["style"] == "styles/wave.jpg" and lite["arch"] == "lite" and lite["color_skip_start"] == 0.25
     with pytest.raises(UserError, match="no shipped model"):
         kit.recipe("no_such_style")
 

@@ -44,8 +44,8 @@ PERF_MODELS = ("mosaic", "mosaic_lite")
 WHEEL_ARGS = ["--no-deps", "--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp",
               "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
               "--platform", "manylinux2014_x86_64"]
-RECIPE_KEYS = ("style_weight", "content_weight", "tv_weight", "content_layer", "style_size",
-               "display_name", "style_credit", "style_license")
+RECIPE_KEYS = ("arch", "color_skip_start", "style_weight", "content_weight", "tv_weight", "content_layer",
+               "style_size", "display_name", "style_credit", "style_license")
 
 
 def git(*args: str) -> str:
@@ -98,15 +98,16 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def recipe(style: str) -> dict:
-    """The shipped standard net's loss weights and credits, with the full recipe's size and steps."""
+def recipe(name: str) -> dict:
+    """A shipped model's net, loss weights and credits (``mosaic``, ``mosaic_lite``), at the full recipe's
+    size and steps; ``style`` is its painting's file under .carry/styles."""
     from realtime_style.styles import read_metadata
 
-    model = ROOT / "models" / f"{style}.onnx"
+    model = ROOT / "models" / f"{name}.onnx"
     if not model.is_file():
         raise UserError(f"no shipped model {model.relative_to(ROOT)}: its recipe is where the weights come from")
     config = json.loads(read_metadata(model)["train_config"])
-    return {"name": style, "style": f"styles/{style}.jpg", "size": TRAIN_SIZE, "steps": TRAIN_STEPS,
+    return {"name": name, "style": f"styles/{Path(config['style']).name}", "size": TRAIN_SIZE, "steps": TRAIN_STEPS,
             **{key: config[key] for key in RECIPE_KEYS if config.get(key) is not None}}
 
 
@@ -138,15 +139,16 @@ def pack_train(styles: list[str]) -> str:
     from realtime_style.weights import HALF_FILE, write_half_copy
 
     recipes = [recipe(style) for style in styles]  # checks the names before anything changes
-    for style in styles:
-        if not (SHARED / "styles" / f"{style}.jpg").is_file():
-            raise UserError(f"no style image {SHARED / 'styles' / f'{style}.jpg'}")
+    paintings = {SHARED / r["style"] for r in recipes}
+    for painting in paintings:
+        if not painting.is_file():
+            raise UserError(f"no style image {painting}")
     reset_carry()
     hidden = hide_models(keep=PERF_MODELS)  # the model-only timings run first
     write_half_copy(CARRY / HALF_FILE)
     (CARRY / "styles").mkdir()
-    for style in styles:
-        shutil.copy2(SHARED / "styles" / f"{style}.jpg", CARRY / "styles")
+    for painting in paintings:
+        shutil.copy2(painting, CARRY / "styles")
     (CARRY / "recipes.json").write_text(json.dumps(recipes, indent=2) + "\n")
     budget = LIMIT - MARGIN - travelling_bytes() - folder_bytes(CARRY)
     count, used = pack_photos(CARRY / "train", budget)
@@ -180,7 +182,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="plan", required=True)
     train = sub.add_parser("train", help="train styles for the full recipe, against the clock")
-    train.add_argument("styles", nargs="+", help="style names of shipped models, e.g. mosaic candy")
+    train.add_argument("styles", nargs="+", help="names of shipped models, e.g. mosaic candy mosaic_lite")
     sub.add_parser("perf", help="bench/perf.py's GPU rows and end-to-end runs")
     sub.add_parser("restore", help="put the models hidden by a packing back in git's index")
     args = parser.parse_args()
