@@ -34,7 +34,7 @@ TILE_OVERLAP = 64  # pixels of overlap between tiles, at processing resolution, 
 BYTES_PER_PIXEL_CHANNEL = 24
 DEFAULT_MEMORY_BUDGET = 1.5e9
 # On a GPU the activations are fp16 and in the card's memory: a 1920x1080 frame of the standard
-# net runs whole (the CPU budget would tile it into four), a 3840x2160 one in tiles.
+# net runs whole (the CPU budget would cut it into two tiles), a 3840x2160 one in two.
 GPU_MEMORY_BUDGET = 4e9
 # Frames a CPU engine stylizes at once in `stylize_stream`, each on its own share of the cores.
 MAX_FRAMES_IN_FLIGHT = 4
