@@ -97,9 +97,14 @@ def main() -> int:
     parser.add_argument("--checkpoint-every", type=int, default=1000)
     args = parser.parse_args()
 
+    if not (args.carry / "recipes.json").is_file():
+        sys.exit(f"device_train.py: error: no {args.carry / 'recipes.json'}: pack it first with "
+                 "`python tools/device_kit.py train STYLE ...`")
     recipes = json.loads((args.carry / "recipes.json").read_text())
     if args.styles:
         recipes = [r for r in recipes if r["name"] in args.styles]
+    if not recipes:
+        sys.exit("device_train.py: error: no recipe to train")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.work / "runs").mkdir(parents=True, exist_ok=True)
     (args.work / "models").mkdir(exist_ok=True)

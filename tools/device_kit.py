@@ -189,11 +189,17 @@ def main() -> int:
     if args.plan == "restore":
         restore()
         return 0
-    command = pack_train(args.styles) if args.plan == "train" else pack_perf()
-    total = travelling_bytes() + folder_bytes(CARRY)
-    if total > LIMIT:
-        restore()
-        raise UserError(f"{total / 2**20:.1f} MiB would travel, over the 64 MiB a call takes")
+    if hidden_models():  # before packing anything: a second packing would hide nothing and lose the list
+        raise UserError("models are already hidden from an earlier packing: run `python tools/device_kit.py "
+                        "restore` first")
+    try:
+        command = pack_train(args.styles) if args.plan == "train" else pack_perf()
+        total = travelling_bytes() + folder_bytes(CARRY)
+        if total > LIMIT:
+            raise UserError(f"{total / 2**20:.1f} MiB would travel, over the 64 MiB a call takes")
+    except (UserError, OSError, subprocess.CalledProcessError):
+        restore()  # nothing stays hidden from git after a failed packing
+        raise
     print(f"{total / 2**20:.1f} MiB travel. The call (device tool, `run`), then `python tools/device_kit.py restore`:")
     print(json.dumps({"command": command, "carry": [".carry"], "timeout_s": 600}))
     return 0
