@@ -50,6 +50,8 @@ def train_command(recipe: dict, carry: Path, work: Path, args: argparse.Namespac
     for key in RECIPE_OPTIONS:
         if options.get(key) is not None:
             command += ["--" + key.replace("_", "-"), str(options[key])]
+    if recipe.get("init_from"):
+        command += ["--init-from", str(carry / recipe["init_from"])]
     return command
 
 

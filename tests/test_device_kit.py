@@ -148,6 +148,9 @@ def test_device_trainer_trains_stops_at_the_deadline_and_exports(half_weights, t
     recipes = [{"name": name, "style": "styles/stripes.jpg", "size": 32, "steps": steps, "style_size": 64,
                 "style_weight": 10.0, "display_name": name.title(), "style_license": "test licence"}
                for name, steps in (("short", 2), ("long", 100_000))]
+    (carry / "init").mkdir()  # the short one goes on from the shipped standard net, as `--init-from models` packs it
+    (carry / "init" / "short.onnx").symlink_to(ROOT / "models" / "mosaic.onnx")
+    recipes[0]["init_from"] = "init/short.onnx"
     (carry / "recipes.json").write_text(json.dumps(recipes))
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "device_train.py"), "--carry", str(carry),
@@ -162,6 +165,8 @@ def test_device_trainer_trains_stops_at_the_deadline_and_exports(half_weights, t
 
     short, long = (read_metadata(tmp_path / "models" / f"{n}.onnx") for n in ("short", "long"))
     assert short["train_steps"] == "2" and short["style_license"] == "test licence"
+    shipped = read_metadata(ROOT / "models" / "mosaic.onnx")
+    assert int(short["train_steps_total"]) == int(shipped["train_steps_total"]) + 2
     assert 2 < int(long["train_steps"]) < 100_000 and long["train_size"] == "32"
     summary = (out / "summary.md").read_text()
     assert "| short | 0 | 2 |" in summary and "| long | 130 |" in summary

@@ -135,10 +135,17 @@ def pack_photos(folder: Path, budget: int, seed: int = 0) -> tuple[int, int]:
     return count, used
 
 
-def pack_train(styles: list[str]) -> str:
+def pack_train(styles: list[str], init_from: Path | None = None) -> str:
+    """``init_from``: a folder of models (NAME.onnx) the runs start from instead of random weights."""
     from realtime_style.weights import HALF_FILE, write_half_copy
 
     recipes = [recipe(style) for style in styles]  # checks the names before anything changes
+    if init_from is not None:
+        for r in recipes:
+            if not (init_from / f"{r['name']}.onnx").is_file():
+                raise UserError(f"--init-from {init_from}: no {r['name']}.onnx there")
+            r["init_from"] = f"init/{r['name']}.onnx"
+            r.pop("color_skip_start", None)  # the starting net's own skip goes on
     paintings = {SHARED / r["style"] for r in recipes}
     for painting in paintings:
         if not painting.is_file():
@@ -149,6 +156,10 @@ def pack_train(styles: list[str]) -> str:
     (CARRY / "styles").mkdir()
     for painting in paintings:
         shutil.copy2(painting, CARRY / "styles")
+    if init_from is not None:
+        (CARRY / "init").mkdir()
+        for r in recipes:
+            shutil.copy2(init_from / f"{r['name']}.onnx", CARRY / "init")
     (CARRY / "recipes.json").write_text(json.dumps(recipes, indent=2) + "\n")
     budget = LIMIT - MARGIN - travelling_bytes() - folder_bytes(CARRY)
     count, used = pack_photos(CARRY / "train", budget)
@@ -183,6 +194,9 @@ def main() -> int:
     sub = parser.add_subparsers(dest="plan", required=True)
     train = sub.add_parser("train", help="train styles for the full recipe, against the clock")
     train.add_argument("styles", nargs="+", help="names of shipped models, e.g. mosaic candy mosaic_lite")
+    train.add_argument("--init-from", type=Path, metavar="DIR",
+                       help="start each run from DIR/NAME.onnx (models/, or the models.tar of an earlier call, "
+                            "unpacked), instead of random weights")
     sub.add_parser("perf", help="bench/perf.py's GPU rows and end-to-end runs")
     sub.add_parser("restore", help="put the models hidden by a packing back in git's index")
     args = parser.parse_args()
@@ -193,7 +207,7 @@ def main() -> int:
         raise UserError("models are already hidden from an earlier packing: run `python tools/device_kit.py "
                         "restore` first")
     try:
-        command = pack_train(args.styles) if args.plan == "train" else pack_perf()
+        command = pack_train(args.styles, args.init_from) if args.plan == "train" else pack_perf()
         total = travelling_bytes() + folder_bytes(CARRY)
         if total > LIMIT:
             raise UserError(f"{total / 2**20:.1f} MiB would travel, over the 64 MiB a call takes")
