@@ -55,6 +55,16 @@ def train_command(recipe: dict, carry: Path, work: Path, args: argparse.Namespac
     return command
 
 
+def slim_checkpoint(checkpoint: Path, out: Path) -> Path:
+    """The checkpoint without Adam's moments, a third of its size: enough to export the net on
+    another machine (`rtstyle export`), or to start a run from it (`tools/train.py --init-from`)."""
+    from realtime_style.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    state["optimizer"] = {"state": {}, "param_groups": state["optimizer"]["param_groups"]}
+    return save_checkpoint(out, state)
+
+
 def losses_summary(loss_csv: Path, last: int = 100) -> dict:
     """Steps reached, and the means of the last ``last`` rows of a run's loss.csv."""
     if not loss_csv.is_file():
@@ -151,6 +161,10 @@ def main() -> int:
                                      "--overwrite"], env=env, capture_output=True, text=True)
             status = model.name if export.returncode == 0 else "export failed: " + export.stderr.strip()[-200:]
             (run_dir / "export.log").write_text(export.stdout + export.stderr)
+            if export.returncode != 0:  # the training is not lost: the net comes back to be exported elsewhere
+                slim = slim_checkpoint(checkpoint, args.work / "models" / f"{name}.pt")
+                models.append((slim, slim.name))
+                status += f"; {slim.name} comes back instead"
         if model.is_file():
             models.append((model, model.name))
         numbers = " | ".join(f"{summary[k]:.4g}" if k in summary else "" for k in

@@ -172,3 +172,14 @@ def test_device_trainer_trains_stops_at_the_deadline_and_exports(half_weights, t
     assert "| short | 0 | 2 |" in summary and "| long | 130 |" in summary
     with tarfile.open(out / "runs.tar") as tar:
         assert {"short/loss.csv", "long/loss.csv", "long/train.log"} <= set(tar.getnames())
+
+    # What comes back where an export fails on the GPU machine: the net without Adam's moments,
+    # which exports here to the same model.
+    trainer = load_script(ROOT / "bench" / "device_train.py")
+    checkpoint = tmp_path / "work" / "runs" / "long" / "checkpoint.pt"
+    slim = trainer.slim_checkpoint(checkpoint, tmp_path / "long.pt")
+    assert slim.stat().st_size < 0.5 * checkpoint.stat().st_size
+    exported = subprocess.run([sys.executable, "-m", "realtime_style", "export", str(slim),
+                               str(tmp_path / "again.onnx")], capture_output=True, text=True, timeout=300)
+    assert exported.returncode == 0, exported.stderr
+    assert read_metadata(tmp_path / "again.onnx")["train_steps"] == long["train_steps"]
