@@ -6,6 +6,7 @@ The checkout is 38 MB, 32 MB of it the shipped models, so a run that needs data 
 models behind. Two plans:
 
     python tools/device_kit.py train mosaic candy   # VGG19 in fp16, training photos, the style images
+    python tools/device_kit.py train mosaic --init-from DIR   # going on from DIR/mosaic.onnx
     python tools/device_kit.py perf                 # the PyAV wheel for the machine's Python 3.12
     python tools/device_kit.py restore              # afterwards: the hidden models back in git's index
 
@@ -40,7 +41,7 @@ SHARED = ROOT.parent / "shared" / "data"
 TRAIN_SIZE, TRAIN_STEPS = 256, 20_000   # the full recipe of the style-set issue
 PHOTO_QUALITY = 80           # re-encoding the training photos (short side 256, q88) to fit
 PERF_MODELS = ("mosaic", "mosaic_lite")
-# The device's Python (3.12, as KINDS.md lists it) and what PyAV's wheel is built for.
+# The lent machines' Python (3.12), for which PyAV's wheel is fetched.
 WHEEL_ARGS = ["--no-deps", "--only-binary=:all:", "--python-version", "3.12", "--implementation", "cp",
               "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
               "--platform", "manylinux2014_x86_64"]
