@@ -107,12 +107,24 @@ def time_backend(backend, width: int, height: int, repeats: int) -> np.ndarray:
     """Milliseconds per frame (padded as the engine pads it), after two warm-up runs at this size."""
     shape = (1, 3, padded_side(height), padded_side(width))
     batch = np.random.default_rng(0).random(shape, dtype=np.float32)
-    for _ in range(2):
-        backend.run(batch)
+    return _milliseconds(lambda: backend.run(batch), repeats)
+
+
+def time_frames(backend, width: int, height: int, repeats: int) -> np.ndarray:
+    """Milliseconds per frame of the backend's `stylize_frames`: a uint8 frame in and out, with the
+    padding, blend and rounding where the net runs (what the engine gives a GPU backend)."""
+    frame = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), np.uint8)
+    weights = np.ones(1, np.float32)
+    return _milliseconds(lambda: backend.stylize_frames(frame, weights), repeats)
+
+
+def _milliseconds(step, repeats: int) -> np.ndarray:
+    for _ in range(2):  # warm-up: first-call allocations, cuDNN's kernel search
+        step()
     times = []
     for _ in range(repeats):
         began = time.perf_counter()
-        backend.run(batch)
+        step()
         times.append((time.perf_counter() - began) * 1000)
     return np.asarray(times)
 
@@ -161,12 +173,16 @@ def run(archs: tuple[str, ...] = ARCHS, sizes: tuple[str, ...] = tuple(SIZES), r
                 flops = conv_flops(config, width, height)
                 reference = None
                 for label, backend in backends:
-                    t = Timing(arch, size, label, time_backend(backend, width, height, repeats), flops)
-                    reference = reference or t
-                    timings.append(t)
-                    achieved = flops * t.fps / 1e12
-                    print_(f"| {arch} | {size} | {label} | {t.p50:.1f} | {t.p99:.1f} | {t.fps:.2f} | "
-                           f"{reference.p50 / t.p50:.2f} | {flops / 1e9:.1f} | {achieved:.2f} |")
+                    rows = [(label, time_backend(backend, width, height, repeats))]
+                    if getattr(backend, "on_gpu", False) and hasattr(backend, "stylize_frames"):
+                        rows.append((f"{label}, uint8 frames", time_frames(backend, width, height, repeats)))
+                    for row_label, milliseconds in rows:
+                        t = Timing(arch, size, row_label, milliseconds, flops)
+                        reference = reference or t
+                        timings.append(t)
+                        achieved = flops * t.fps / 1e12
+                        print_(f"| {arch} | {size} | {row_label} | {t.p50:.1f} | {t.p99:.1f} | {t.fps:.2f} | "
+                               f"{reference.p50 / t.p50:.2f} | {flops / 1e9:.1f} | {achieved:.2f} |")
         if peak:
             print_(f"\nGPU fp16 matmul peak, measured: {peak:.0f} TFLOP/s")
         if end_to_end:

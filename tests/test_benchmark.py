@@ -9,7 +9,7 @@ import pytest
 from conftest import run_cli
 
 from realtime_style.backends import OrtCpuBackend, TorchBackend
-from realtime_style.benchmark import conv_flops, model_for
+from realtime_style.benchmark import conv_flops, model_for, time_frames
 from realtime_style.export import psnr
 
 
@@ -39,3 +39,15 @@ def test_flop_count_matches_the_architecture():
     assert conv_flops(standard, 640, 480) == pytest.approx(96e9, rel=0.1)
     assert conv_flops(lite, 640, 480) < conv_flops(standard, 640, 480) / 3
     assert conv_flops(standard, 1280, 960) == pytest.approx(4 * conv_flops(standard, 640, 480))
+
+
+def test_whole_frame_timing_runs_the_backends_uint8_path(tmp_path):
+    """The row a GPU backend gets beside its model-only one: uint8 frames in and out, odd sizes padded."""
+    pytest.importorskip("torch")
+    backend = TorchBackend(model_for("lite", tmp_path), "cpu")
+    calls = []
+    run_frames = backend.stylize_frames
+    backend.stylize_frames = lambda frames, weights: calls.append(frames.shape) or run_frames(frames, weights)
+    milliseconds = time_frames(backend, 90, 50, repeats=3)
+    assert len(milliseconds) == 3 and (milliseconds > 0).all()
+    assert calls == [(1, 50, 90, 3)] * 5  # two warm-up runs, then the timed ones
