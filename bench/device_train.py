@@ -3,7 +3,7 @@
 Runs on the device, over what `python tools/device_kit.py train STYLE ...` packed into .carry/
 (that command prints the whole call):
 
-    python3 bench/device_train.py --minutes 8 --out $OUT
+    python3 bench/device_train.py --minutes 5.5 --out $OUT
 
 Every recipe in .carry/recipes.json trains in its own process of tools/train.py, all at once, towards
 the full recipe (20,000 steps at batch 4, 256 px). At the deadline the runs still going get SIGINT,
@@ -20,6 +20,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +35,8 @@ from realtime_style.weights import HALF_FILE  # noqa: E402
 
 # What comes back from the device: at most 8 files of 16 MiB each.
 MAX_TAR_BYTES = 15 * 2**20
-STOP_GRACE_S = 90       # a stopped run finishes its step and writes its checkpoint
+STOP_GRACE_S = 60       # all stopped runs together: each finishes its step and writes its checkpoint
+EXPORT_S = 90           # all exports together, side by side
 RECIPE_OPTIONS = ("arch", "color_skip_start", "size", "steps", "style_weight", "content_weight", "tv_weight",
                   "content_layer", "style_size", "display_name", "style_credit", "style_license")
 
@@ -65,12 +67,25 @@ def slim_checkpoint(checkpoint: Path, out: Path) -> Path:
     return save_checkpoint(out, state)
 
 
+def wait_all(processes: list[subprocess.Popen], deadline: float) -> None:
+    """Wait for every process until one shared deadline, then kill what is left."""
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.perf_counter()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def losses_summary(loss_csv: Path, last: int = 100) -> dict:
     """Steps reached, and the means of the last ``last`` rows of a run's loss.csv."""
     if not loss_csv.is_file():
         return {"steps": 0}
     with loss_csv.open() as f:
         rows = list(csv.DictReader(f))
+    if not rows:
+        return {"steps": 0}
+    rows = [r for r in rows if r.get("images_per_s")]  # a run killed mid-write leaves a short last line
     if not rows:
         return {"steps": 0}
     tail = rows[-last:]
@@ -97,7 +112,9 @@ def pack(files: list[tuple[Path, str]], out: Path, stem: str) -> list[Path]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=8.0, help="training time, start to stop (default 8)")
+    parser.add_argument("--minutes", type=float, default=5.5,
+                        help="training time, start to stop (default 5.5: with the stop, the exports and a minute "
+                             "of timings before, the call stays inside 10 minutes)")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "device_out")))
     parser.add_argument("--carry", type=Path, default=ROOT / ".carry")
     parser.add_argument("--work", type=Path, default=Path("/tmp/device_train"))
@@ -118,7 +135,9 @@ def main() -> int:
     if not recipes:
         sys.exit("device_train.py: error: no recipe to train")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.work / "runs").mkdir(parents=True, exist_ok=True)
+    if args.work.exists():  # a warm machine keeps /tmp: nothing of an earlier call may pass for this one's
+        shutil.rmtree(args.work)
+    (args.work / "runs").mkdir(parents=True)
     (args.work / "models").mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RTSTYLE_VGG19_WEIGHTS": str(args.carry / HALF_FILE),
            "RTSTYLE_CACHE": str(args.work / "cache"), "PYTHONPATH": os.pathsep.join(
@@ -137,36 +156,42 @@ def main() -> int:
     for process, _ in runs.values():
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
-    for process, log in runs.values():
-        try:
-            process.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    wait_all([process for process, _ in runs.values()], time.perf_counter() + STOP_GRACE_S)
+    for _, log in runs.values():
         log.close()
     trained_s = time.perf_counter() - began
     print(f"stopped after {trained_s:.0f} s", flush=True)
+
+    exports = {}  # side by side, against one clock, so that a slow one cannot eat the call
+    for name in runs:
+        checkpoint = args.work / "runs" / name / "checkpoint.pt"
+        if checkpoint.is_file():
+            exports[name] = subprocess.Popen(
+                [sys.executable, "-m", "realtime_style", "export", str(checkpoint),
+                 str(args.work / "models" / f"{name}.onnx")], env=env,
+                stdout=(args.work / "runs" / name / "export.log").open("w"), stderr=subprocess.STDOUT)
+    wait_all(list(exports.values()), time.perf_counter() + EXPORT_S)
 
     lines = ["| style | exit | steps | img/s (last 100) | content | style | temporal | total | model |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     models, run_files = [], []
     for name, (process, _) in runs.items():
         run_dir = args.work / "runs" / name
-        summary = losses_summary(run_dir / "loss.csv")
         model = args.work / "models" / f"{name}.onnx"
-        checkpoint = run_dir / "checkpoint.pt"
         status = "no checkpoint"
-        if checkpoint.is_file():
-            export = subprocess.run([sys.executable, "-m", "realtime_style", "export", str(checkpoint), str(model),
-                                     "--overwrite"], env=env, capture_output=True, text=True)
-            status = model.name if export.returncode == 0 else "export failed: " + export.stderr.strip()[-200:]
-            (run_dir / "export.log").write_text(export.stdout + export.stderr)
-            if export.returncode != 0:  # the training is not lost: the net comes back to be exported elsewhere
-                slim = slim_checkpoint(checkpoint, args.work / "models" / f"{name}.pt")
-                models.append((slim, slim.name))
-                status += f"; {slim.name} comes back instead"
-        if model.is_file():
-            models.append((model, model.name))
+        try:  # one broken run must not keep the others' results from coming back
+            summary = losses_summary(run_dir / "loss.csv")
+            if name in exports:
+                status = model.name if exports[name].returncode == 0 else f"export failed ({exports[name].returncode})"
+                if exports[name].returncode != 0:  # the training is not lost: the net comes back to export here
+                    slim = slim_checkpoint(run_dir / "checkpoint.pt", args.work / "models" / f"{name}.pt")
+                    models.append((slim, slim.name))
+                    status += f", {slim.name} comes back instead"
+                elif model.is_file():
+                    models.append((model, model.name))
+        except Exception as exc:  # noqa: BLE001 (reported in the summary instead)
+            summary = {"steps": "?"}
+            status += f"; {type(exc).__name__}: {str(exc)[:80]}".replace("|", "/").replace("\n", " ")
         numbers = " | ".join(f"{summary[k]:.4g}" if k in summary else "" for k in
                              ("images_per_s", "content", "style", "temporal", "total"))
         lines.append(f"| {name} | {process.returncode} | {summary['steps']} | {numbers} | {status} |")

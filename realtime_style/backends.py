@@ -218,15 +218,17 @@ class TorchBackend:
         pad_h, pad_w = padded_side(h) - h, padded_side(w) - w
         upload, download = self._buffers(frames.shape)
         np.copyto(upload.numpy(), frames)  # frames may be read-only views, which torch will not wrap
-        with torch.inference_mode():
-            pixels = upload.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().mul_(1 / 255)
-            x = pixels.to(self.dtype)
-            if pad_h or pad_w:
-                x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-            styled = self.net.body(x.contiguous(memory_format=self.memory_format))[:, :, :h, :w].float()
-            blend = torch.from_numpy(np.ascontiguousarray(weights, np.float32)).to(self.device).view(n, 1, 1, 1)
-            styled = pixels.add_(blend * (styled - pixels)).mul_(255).add_(0.5).clamp_(0, 255)
-            download.copy_(styled.to(torch.uint8).permute(0, 2, 3, 1), non_blocking=True)
+        try:
+            with torch.inference_mode():
+                pixels = upload.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().mul_(1 / 255)
+                x = pixels.to(self.dtype)
+                if pad_h or pad_w:
+                    x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+                styled = self.net.body(x.contiguous(memory_format=self.memory_format))[:, :, :h, :w].float()
+                blend = torch.from_numpy(np.ascontiguousarray(weights, np.float32)).to(self.device).view(n, 1, 1, 1)
+                styled = pixels.add_(blend * (styled - pixels)).mul_(255).add_(0.5).clamp_(0, 255)
+                download.copy_(styled.to(torch.uint8).permute(0, 2, 3, 1), non_blocking=True)
+        finally:  # also after an error: the next call must not overwrite a buffer still being copied
             if self.on_gpu:
                 torch.cuda.current_stream(self.device).synchronize()
         return download.numpy().copy()

@@ -87,7 +87,7 @@ class StyleEngine:
         self.display_name = self.metadata.get("display_name", self.name)
         self.backend: Backend = open_backend(self.path, device=device, backend=backend, threads=threads)
         if memory_budget is None:
-            memory_budget = GPU_MEMORY_BUDGET if self.backend.on_gpu else DEFAULT_MEMORY_BUDGET
+            memory_budget = GPU_MEMORY_BUDGET if getattr(self.backend, "on_gpu", False) else DEFAULT_MEMORY_BUDGET
             self._settings["memory_budget"] = memory_budget
         first_channels = _first_layer_channels(self.metadata)
         self.max_tile_pixels = int(memory_budget / (BYTES_PER_PIXEL_CHANNEL * first_channels))

@@ -101,6 +101,12 @@ def test_hiding_models_takes_them_out_of_what_travels_and_restore_puts_them_back
         kit.hide_models(keep=())
     kit.restore()
     assert kit.travelling_bytes() == travels
+    (repo / "models" / "candy.onnx").write_bytes(b"y" * 10)  # a staged change would not survive restore
+    subprocess.run([*git, "add", "models/candy.onnx"], check=True)
+    with pytest.raises(UserError, match="staged"):
+        kit.hide_models(keep=())
+    subprocess.run([*git, "reset", "-q"], check=True)
+    subprocess.run([*git, "checkout", "-q", "--", "models/candy.onnx"], check=True)
     assert subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True).stdout == ""
     assert kit.hidden_models() == []
 

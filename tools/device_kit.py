@@ -66,6 +66,9 @@ def hide_models(keep: tuple[str, ...]) -> list[str]:
     if hidden_models():
         raise UserError("models are already hidden from an earlier packing: run `python tools/device_kit.py "
                         "restore` first")
+    staged = subprocess.run(["git", "diff", "--cached", "--quiet", "--", "models"], cwd=ROOT).returncode
+    if staged:  # restore puts back HEAD's models: a staged change to one would be lost
+        raise UserError("models/ has staged changes: commit or unstage them before packing")
     hide = [p for p in git("ls-files", "models/*.onnx").split() if Path(p).stem not in keep]
     lines = EXCLUDE.read_text().splitlines() if EXCLUDE.exists() else []
     if "/.carry/" not in lines:
@@ -168,8 +171,8 @@ def pack_train(styles: list[str], init_from: Path | None = None) -> str:
           f"{len(hidden)} models hidden, {', '.join(PERF_MODELS)} travel")
     # A minute of model-only timings (issue 7's GPU rows), then the training.
     return ("export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD; nvidia-smi -L; "
-            "timeout 75 python3 bench/perf.py --model-only 2>&1 | tee $OUT/perf.md; "
-            "python3 bench/device_train.py --minutes 6 --out $OUT")
+            "timeout 60 python3 bench/perf.py --model-only 2>&1 | tee $OUT/perf.md; "
+            "python3 bench/device_train.py --minutes 5.5 --out $OUT")
 
 
 def pack_perf() -> str:
@@ -212,8 +215,8 @@ def main() -> int:
         total = travelling_bytes() + folder_bytes(CARRY)
         if total > LIMIT:
             raise UserError(f"{total / 2**20:.1f} MiB would travel, over the 64 MiB a call takes")
-    except (UserError, OSError, subprocess.CalledProcessError):
-        restore()  # nothing stays hidden from git after a failed packing
+    except BaseException:  # Ctrl-C too: nothing stays hidden from git after a failed packing
+        restore()
         raise
     print(f"{total / 2**20:.1f} MiB travel. The call (device tool, `run`), then `python tools/device_kit.py restore`:")
     print(json.dumps({"command": command, "carry": [".carry"], "timeout_s": 600}))
