@@ -82,10 +82,7 @@ def losses_summary(loss_csv: Path, last: int = 100) -> dict:
     if not loss_csv.is_file():
         return {"steps": 0}
     with loss_csv.open() as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return {"steps": 0}
-    rows = [r for r in rows if r.get("images_per_s")]  # a run killed mid-write leaves a short last line
+        rows = [r for r in csv.DictReader(f) if r.get("images_per_s")]  # a run killed mid-write: a short line
     if not rows:
         return {"steps": 0}
     tail = rows[-last:]
@@ -166,10 +163,10 @@ def main() -> int:
     for name in runs:
         checkpoint = args.work / "runs" / name / "checkpoint.pt"
         if checkpoint.is_file():
-            exports[name] = subprocess.Popen(
-                [sys.executable, "-m", "realtime_style", "export", str(checkpoint),
-                 str(args.work / "models" / f"{name}.onnx")], env=env,
-                stdout=(args.work / "runs" / name / "export.log").open("w"), stderr=subprocess.STDOUT)
+            with (args.work / "runs" / name / "export.log").open("w") as log:  # the child keeps its own handle
+                exports[name] = subprocess.Popen(
+                    [sys.executable, "-m", "realtime_style", "export", str(checkpoint),
+                     str(args.work / "models" / f"{name}.onnx")], env=env, stdout=log, stderr=subprocess.STDOUT)
     wait_all(list(exports.values()), time.perf_counter() + EXPORT_S)
 
     lines = ["| style | exit | steps | img/s (last 100) | content | style | temporal | total | model |",

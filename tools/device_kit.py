@@ -61,11 +61,16 @@ def hidden_models() -> list[str]:
     return [line.lstrip("/") for line in lines[lines.index(BEGIN) + 1:lines.index(END)]]
 
 
-def hide_models(keep: tuple[str, ...]) -> list[str]:
-    """Take every tracked model but ``keep`` out of the index and ignore it (the files stay on disk)."""
+def refuse_if_hidden() -> None:
+    """A second packing would hide nothing new and lose the list of what the first one hid."""
     if hidden_models():
         raise UserError("models are already hidden from an earlier packing: run `python tools/device_kit.py "
                         "restore` first")
+
+
+def hide_models(keep: tuple[str, ...]) -> list[str]:
+    """Take every tracked model but ``keep`` out of the index and ignore it (the files stay on disk)."""
+    refuse_if_hidden()
     staged = subprocess.run(["git", "diff", "--cached", "--quiet", "--", "models"], cwd=ROOT).returncode
     if staged:  # restore puts back HEAD's models: a staged change to one would be lost
         raise UserError("models/ has staged changes: commit or unstage them before packing")
@@ -178,8 +183,11 @@ def pack_train(styles: list[str], init_from: Path | None = None) -> str:
 def pack_perf() -> str:
     reset_carry()
     hidden = hide_models(keep=PERF_MODELS)
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", *WHEEL_ARGS, "-d", str(CARRY / "wheels"),
-                    "av>=14"], check=True)
+    fetched = subprocess.run([sys.executable, "-m", "pip", "download", "-q", *WHEEL_ARGS, "-d",
+                              str(CARRY / "wheels"), "av>=14"], capture_output=True, text=True)
+    if fetched.returncode:
+        raise UserError("pip could not download PyAV's wheel for Python 3.12: "
+                        + (fetched.stderr.strip().splitlines() or ["no message"])[-1])
     print(f"packed the PyAV wheel; {len(hidden)} models hidden, {', '.join(PERF_MODELS)} travel")
     return ("python3 -m pip install -q --no-index --no-deps --target /tmp/site .carry/wheels/*.whl && "
             "export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 && nvidia-smi -L && "
@@ -207,9 +215,7 @@ def main() -> int:
     if args.plan == "restore":
         restore()
         return 0
-    if hidden_models():  # before packing anything: a second packing would hide nothing and lose the list
-        raise UserError("models are already hidden from an earlier packing: run `python tools/device_kit.py "
-                        "restore` first")
+    refuse_if_hidden()  # before the try below, whose restore would un-hide the earlier packing's models
     try:
         command = pack_train(args.styles, args.init_from) if args.plan == "train" else pack_perf()
         total = travelling_bytes() + folder_bytes(CARRY)
@@ -229,3 +235,6 @@ if __name__ == "__main__":
     except UserError as exc:
         print(f"device_kit.py: error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        print("device_kit.py: interrupted; the models are back in git's index", file=sys.stderr)
+        sys.exit(130)
