@@ -36,6 +36,8 @@ class Backend(Protocol):
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
+    def free_memory(self) -> int | None: ...  # bytes free on the GPU; None on the CPU or where unknown
+
 
 def open_backend(path: str | os.PathLike, device: str = "auto", backend: str = "auto",
                  threads: int | None = None) -> Backend:
@@ -133,6 +135,9 @@ class OrtCpuBackend:
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
 
+    def free_memory(self) -> int | None:
+        return None
+
 
 class OrtGpuBackend:
     """fp16 on the GPU, with input and output buffers that live on the device."""
@@ -176,6 +181,17 @@ class OrtGpuBackend:
         self.session.run_with_iobinding(self.binding)
         return out.numpy().astype(np.float32)
 
+    def free_memory(self) -> int | None:
+        """From nvidia-smi: ONNX Runtime does not tell, and importing torch for it would take a CUDA context."""
+        import subprocess
+
+        try:
+            result = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits",
+                                     "-i", str(self.device_id)], capture_output=True, text=True, timeout=10)
+            return int(result.stdout.split()[0]) * 2**20 if result.returncode == 0 else None
+        except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+            return None
+
 
 class TorchBackend:
     """The net rebuilt in PyTorch from the ONNX file's weights (fp16 on CUDA)."""
@@ -204,6 +220,9 @@ class TorchBackend:
             x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device, self.dtype,
                                                                               non_blocking=True)
             return self.net.body(x.contiguous(memory_format=self.memory_format)).float().cpu().numpy()
+
+    def free_memory(self) -> int | None:
+        return int(self.torch.cuda.mem_get_info(self.device)[0]) if self.on_gpu else None
 
     def stylize_frames(self, frames: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 frames -> uint8, each blended with its input by its weight.

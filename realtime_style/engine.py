@@ -34,7 +34,8 @@ TILE_OVERLAP = 64  # pixels of overlap between tiles, at processing resolution, 
 BYTES_PER_PIXEL_CHANNEL = 24
 DEFAULT_MEMORY_BUDGET = 1.5e9
 # On a GPU the activations are fp16 and in the card's memory: a 1920x1080 frame of the standard
-# net runs whole (the CPU budget would cut it into two tiles), a 3840x2160 one in two.
+# net runs whole (the CPU budget would cut it into two tiles), a 3840x2160 one in two. A card with
+# less than twice that free gets half of what is free (see gpu_memory_budget).
 GPU_MEMORY_BUDGET = 4e9
 # Frames a CPU engine stylizes at once in `stylize_stream`, each on its own share of the cores.
 MAX_FRAMES_IN_FLIGHT = 4
@@ -87,7 +88,8 @@ class StyleEngine:
         self.display_name = self.metadata.get("display_name", self.name)
         self.backend: Backend = open_backend(self.path, device=device, backend=backend, threads=threads)
         if memory_budget is None:
-            memory_budget = GPU_MEMORY_BUDGET if getattr(self.backend, "on_gpu", False) else DEFAULT_MEMORY_BUDGET
+            on_gpu = getattr(self.backend, "on_gpu", False)
+            memory_budget = gpu_memory_budget(self.backend.free_memory()) if on_gpu else DEFAULT_MEMORY_BUDGET
             self._settings["memory_budget"] = memory_budget
         first_channels = _first_layer_channels(self.metadata)
         self.max_tile_pixels = int(memory_budget / (BYTES_PER_PIXEL_CHANNEL * first_channels))
@@ -295,6 +297,17 @@ def _ramp(length: int, fade_in: bool, fade_out: bool) -> np.ndarray:
     if fade_out:
         ramp[-TILE_OVERLAP:] = np.minimum(ramp[-TILE_OVERLAP:], edge[::-1])
     return ramp
+
+
+def gpu_memory_budget(free_bytes: int | None) -> float:
+    """The tiling budget on a GPU: GPU_MEMORY_BUDGET, or half the card's free memory where that is less.
+
+    Half, because the card is shared: a game, OBS's encoder or a second rtstyle may want the rest,
+    and cuDNN's workspace comes on top of the activations. Unknown free memory gets the fixed budget.
+    """
+    if free_bytes is None:
+        return GPU_MEMORY_BUDGET
+    return min(GPU_MEMORY_BUDGET, free_bytes / 2)
 
 
 def _first_layer_channels(metadata: dict[str, str]) -> int:

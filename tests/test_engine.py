@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime_style.engine import (BYTES_PER_PIXEL_CHANNEL, MAX_FRAMES_IN_FLIGHT, StyleControls, StyleEngine,
-                                   contrast_weight)
+from realtime_style.engine import (BYTES_PER_PIXEL_CHANNEL, DEFAULT_MEMORY_BUDGET, GPU_MEMORY_BUDGET,
+                                   MAX_FRAMES_IN_FLIGHT, StyleControls, StyleEngine, contrast_weight,
+                                   gpu_memory_budget)
 from realtime_style.errors import UserError
 from realtime_style.export import psnr
 from realtime_style.images import load_image, resize_long_side
@@ -163,6 +164,15 @@ def test_tiles_blend_without_seams(engine):
     assert jumps.max() < 4 * np.median(jumps) + 10
 
 
+def test_the_tiling_budget_fits_the_device(engine):
+    """A GPU tiles within half of what its card has free (at most 4 GB); the CPU keeps its own budget."""
+    assert gpu_memory_budget(None) == GPU_MEMORY_BUDGET                 # free memory unknown
+    assert gpu_memory_budget(140 * 2**30) == GPU_MEMORY_BUDGET          # an H200: the fixed budget
+    assert gpu_memory_budget(3 * 2**30) == pytest.approx(1.5 * 2**30)  # a small, busy laptop card: half
+    assert engine.backend.free_memory() is None
+    assert engine.max_tile_pixels == int(DEFAULT_MEMORY_BUDGET / (BYTES_PER_PIXEL_CHANNEL * 32))
+
+
 def test_bad_controls_and_models_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="strength"):
         StyleControls(strength=1.5).check()
@@ -207,6 +217,7 @@ def test_torch_backend_stylizes_whole_frames_on_its_device_as_the_engine_would(p
     """The fused path (padding, net, blend and rounding where the net runs) against the engine's own steps."""
     pytest.importorskip("torch")
     torch_engine = StyleEngine("mosaic", device="cpu", backend="torch")
+    assert torch_engine.backend.free_memory() is None  # not on a GPU: the CPU's tiling budget
     frames = np.stack([photo[:101, :143], photo[-101:, -143:]])  # both need padding
     weights = np.array([1.0, 0.4], np.float32)
     fused = torch_engine.backend.stylize_frames(frames, weights)
