@@ -24,6 +24,7 @@ from temporal import KODAK, SHARED, read_frames, stylize
 from realtime_style.engine import FLAT_CONTRAST, StyleControls, StyleEngine, contrast_weight, frame_contrast
 from realtime_style.images import load_image, resize_long_side, save_image
 from realtime_style.temporal import DEFAULT_STRENGTH
+from realtime_style.video import frame_to_rgb
 
 LEVELS = (0.01, 0.02, 0.04, 0.08, 0.15, 0.3, 0.5, 1.0)
 
@@ -80,7 +81,7 @@ def census() -> None:
         print(census_row(name, weights), flush=True)
     for path in sorted((SHARED / "video").iterdir()):
         with av.open(str(path)) as container:
-            weights = [contrast_weight(frame.to_ndarray(format="rgb24")) for frame in container.decode(video=0)]
+            weights = [contrast_weight(frame_to_rgb(frame)) for frame in container.decode(video=0)]
         print(census_row(f"{path.name} frames", weights), flush=True)
 
 

@@ -3,6 +3,7 @@
     python bench/perf.py                  # the full table on this machine (also: rtstyle bench)
     python bench/perf.py --quick          # seconds: what the test suite runs so that it cannot rot
     python bench/perf.py --model-only     # the backend table alone (a GPU machine without PyAV)
+    python bench/perf.py --host-work      # the video pipeline's own work per frame, without a net
 
 The measuring code lives in realtime_style/benchmark.py, shared with `rtstyle bench`.
 """
@@ -22,8 +23,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="lite net, 160x120, 3 repeats, short end to end")
     parser.add_argument("--model-only", action="store_true",
                         help="the backend table alone, without `rtstyle video` and the webcam loop (no PyAV needed)")
+    parser.add_argument("--host-work", action="store_true",
+                        help="only the table of what `rtstyle video` does per frame besides the net")
     args = parser.parse_args()
-    if args.quick:
+    if args.host_work:
+        benchmark.host_work(tuple(args.sizes))
+    elif args.quick:
         benchmark.run(("lite",), ("160x120",), repeats=3)
     else:
         benchmark.run(tuple(args.archs), tuple(args.sizes), repeats=args.repeats, end_to_end=not args.model_only)

@@ -26,6 +26,7 @@ from model_examples import model_objective
 from realtime_style.engine import StyleControls, StyleEngine, contrast_weight
 from realtime_style.images import load_image, resize_long_side
 from realtime_style.temporal import DEFAULT_STRENGTH, Stabilizer, warping_error
+from realtime_style.video import frame_to_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -296,7 +297,7 @@ def read_frames(path: Path, count: int, long_side: int) -> list[np.ndarray]:
     frames = []
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
-            frames.append(resize_long_side(frame.to_ndarray(format="rgb24"), long_side))
+            frames.append(resize_long_side(frame_to_rgb(frame), long_side))
             if len(frames) == count:
                 break
     return frames

@@ -220,6 +220,77 @@ def _end_to_end(models: dict[str, Path], sizes: tuple[str, ...], tmp: Path, prin
                    f"{stream_fps:.2f} ({in_flight} at once) | {video_fps[0]:.2f} | {video_fps[0] / best_fps:.0%} | "
                    f"{video_fps[1]:.2f} | {video_fps[1] / best_fps:.0%} | {summary.fps:.2f} | "
                    f"{summary.latency_ms(50):.0f} / {summary.latency_ms(95):.0f} |")
+    host_work(sizes, tmp, print_)
+
+
+def host_work(sizes: tuple[str, ...], tmp: Path | None = None, print_=print) -> None:
+    """What `rtstyle video` does per frame besides the net, stage by stage, alone on this machine.
+
+    Each thread of the pipeline (reader, main, writer) can go no faster than its own stages: on a
+    GPU, where the net takes a few milliseconds, these set the end-to-end rate.
+    """
+    import av
+    import cv2
+
+    from realtime_style.temporal import Stabilizer
+    from realtime_style.video import frame_to_rgb, rgb_to_frame, yuv_matrix
+
+    if tmp is None:
+        with tempfile.TemporaryDirectory() as folder:
+            return host_work(sizes, Path(folder), print_)
+
+    print_("\n| size | decode ms | to RGB ms | reader fps | stabilizer ms | main fps, net aside | to YUV ms | "
+           "x264 veryfast ms | x264 medium ms | writer fps (medium) |")
+    print_("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for size in sizes:
+        width, height = SIZES[size] if size in SIZES else map(int, size.split("x"))
+        # Less noise than the end-to-end clip: x264's cost grows with it, and 8 levels is a dark room's camera.
+        clip = synthetic_clip(tmp / f"host_clip_{size}.mp4", width, height, 40, noise=2.0)
+        with av.open(str(clip)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            began = time.perf_counter()
+            decoded = list(container.decode(stream))
+            decode_ms = (time.perf_counter() - began) * 1000 / len(decoded)
+        frames, rgb_ms = timed(frame_to_rgb, decoded)
+        styled = [cv2.GaussianBlur(f, (5, 5), 0) for f in frames]  # a stand-in for the net's output
+        stabilize = Stabilizer()
+        stabilize(frames[0], styled[0])  # the first frame has nothing to blend
+        _, stabilize_ms = timed(lambda pair: stabilize(*pair), list(zip(frames[1:], styled[1:])))  # frame 1 is a cut
+
+        yuv, yuv_ms = timed(lambda f: rgb_to_frame(f, yuv_matrix(2, height)), frames)
+        encode_ms = {}
+        for preset in ("veryfast", "medium"):
+            with av.open(str(tmp / f"host_{size}.mp4"), "w") as out:
+                v = out.add_stream("libx264", rate=30)
+                v.width, v.height, v.pix_fmt = width, height, "yuv420p"
+                v.options = {"preset": preset, "crf": "18"}
+                began = time.perf_counter()
+                for i, frame in enumerate(yuv):
+                    frame.pts = i
+                    out.mux(v.encode(frame))
+                out.mux(v.encode(None))
+                encode_ms[preset] = (time.perf_counter() - began) * 1000 / len(yuv)
+        print_(f"| {size} | {decode_ms:.1f} | {rgb_ms:.1f} | {1000 / (decode_ms + rgb_ms):.0f} | "
+               f"{stabilize_ms:.1f} | {1000 / stabilize_ms:.0f} | {yuv_ms:.1f} | {encode_ms['veryfast']:.1f} | "
+               f"{encode_ms['medium']:.1f} | {1000 / (yuv_ms + encode_ms['medium']):.0f} |")
+
+
+def timed(stage, items: list) -> tuple[list, float]:
+    """stage(item) for each item, and the median milliseconds one took.
+
+    Timed on a second pass whose results are dropped at once: the first pass's results hold new
+    memory, and touching it for the first time cost more than the stage itself (2-12 ms against
+    1 ms for a 1920x1080 frame's colour conversion on our CPU), which a running pipeline, reusing
+    its buffers, does not pay.
+    """
+    results = [stage(item) for item in items]
+    times = []
+    for item in items:
+        began = time.perf_counter()
+        stage(item)
+        times.append(time.perf_counter() - began)
+    return results, float(np.median(times)) * 1000
 
 
 def stream_throughput(engine: StyleEngine, width: int, height: int, frames: int) -> tuple[int, float]:
@@ -235,8 +306,9 @@ def stream_throughput(engine: StyleEngine, width: int, height: int, frames: int)
     return in_flight, frames / (time.perf_counter() - began)
 
 
-def synthetic_clip(path: Path, width: int, height: int, frames: int, fps: int = 30) -> Path:
-    """A clip with motion and noise, so that every frame differs as a camera's would."""
+def synthetic_clip(path: Path, width: int, height: int, frames: int, fps: int = 30, noise: float = 8.0) -> Path:
+    """A clip with motion and noise (its standard deviation in levels), so that every frame differs as a
+    camera's would."""
     import av
 
     if path.exists():
@@ -249,7 +321,7 @@ def synthetic_clip(path: Path, width: int, height: int, frames: int, fps: int = 
         stream.options = {"preset": "ultrafast"}
         for i in range(frames):
             base = 127 + 100 * np.sin((x + 3 * i) / 37.0)[..., None] * np.cos((y - 2 * i) / 23.0)[..., None]
-            image = np.clip(base + rng.normal(0, 8, (height, width, 3)), 0, 255).astype(np.uint8)
+            image = np.clip(base + rng.normal(0, noise, (height, width, 3)), 0, 255).astype(np.uint8)
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(stream.encode(None))
     return path

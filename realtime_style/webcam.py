@@ -251,6 +251,8 @@ class Recorder:
     def __init__(self, path: str | os.PathLike, width: int, height: int, overwrite: bool = False):
         import av
 
+        from realtime_style.video import tag_colors, yuv_matrix
+
         self.path = check_output_path(path, (), overwrite)
         made: list[Path] = []
         try:
@@ -263,6 +265,8 @@ class Recorder:
         self.stream = self.container.add_stream("libx264", rate=30)
         self.stream.width, self.stream.height = width - width % 2, height - height % 2
         self.stream.pix_fmt = "yuv420p"
+        self.matrix = yuv_matrix(2, self.stream.height)  # 2: a camera's RGB has no YUV matrix; the players' default
+        tag_colors(self.stream, self.matrix)
         self.stream.codec_context.time_base = Fraction(1, 1000)
         self.stream.options = {"preset": "veryfast", "crf": "20"}
         self.frames = 0
@@ -281,7 +285,7 @@ class Recorder:
             self._cond.notify()
 
     def _run(self) -> None:
-        import av
+        from realtime_style.video import rgb_to_frame
 
         try:
             while True:
@@ -294,7 +298,7 @@ class Recorder:
                     self._start = shown_at
                 ms = max(self._last_ms + 1, round((shown_at - self._start) * 1000))
                 self._last_ms = ms
-                frame = av.VideoFrame.from_ndarray(rgb[: self.stream.height, : self.stream.width], format="rgb24")
+                frame = rgb_to_frame(rgb[: self.stream.height, : self.stream.width], self.matrix)
                 frame.pts, frame.time_base = ms, Fraction(1, 1000)
                 self.container.mux(self.stream.encode(frame))
                 self.frames += 1

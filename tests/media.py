@@ -23,9 +23,12 @@ def test_pattern(width: int, height: int, index: int = 0) -> np.ndarray:
 
 def make_clip(path: Path, frames: int = 12, size: tuple[int, int] = (96, 64), fps: int = 24,
               audio: str | None = "aac", frame_times: list[float] | None = None, rotation: int = 0,
-              video: bool = True, codec: str = "libx264", pictures: list[np.ndarray] | None = None) -> Path:
+              video: bool = True, codec: str = "libx264", pictures: list[np.ndarray] | None = None,
+              matrix: int | None = None, tag_matrix: bool = False) -> Path:
     """Write a clip; ``frame_times`` (seconds) makes it variable-frame-rate, ``rotation`` sets a display matrix,
-    ``pictures`` (RGB, one per frame) replace the moving test pattern.
+    ``pictures`` (RGB, one per frame) replace the moving test pattern, ``matrix`` (an AVColorSpace: 1 BT.709,
+    5 or 6 BT.601) is the YUV matrix the pixels are written in (default: FFmpeg's, BT.601), and
+    ``tag_matrix`` says so in the stream.
 
     Audio is a 440 Hz tone as long as the video.
     """
@@ -41,6 +44,8 @@ def make_clip(path: Path, frames: int = 12, size: tuple[int, int] = (96, 64), fp
             v.codec_context.time_base = Fraction(1, 90000)
             if rotation:
                 v.set_display_rotation(rotation)
+            if tag_matrix:
+                v.codec_context.colorspace, v.codec_context.color_range = matrix, 1
         a = None
         if audio:
             rate = 48000 if audio == "libopus" else 44100
@@ -50,6 +55,8 @@ def make_clip(path: Path, frames: int = 12, size: tuple[int, int] = (96, 64), fp
             for index, t in enumerate(times):
                 picture = pictures[index] if pictures else test_pattern(width, height, index)
                 frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+                if matrix is not None:
+                    frame = frame.reformat(format="yuv420p", dst_colorspace=1 if matrix == 1 else 5, dst_color_range=1)
                 frame.pts, frame.time_base = round(t * 90000), Fraction(1, 90000)
                 container.mux(v.encode(frame))
             container.mux(v.encode(None))
@@ -76,6 +83,21 @@ def read_video(path: Path) -> tuple[list[float], list[np.ndarray]]:
             times.append(float(frame.time))
             frames.append(frame.to_ndarray(format="rgb24"))
     return times, frames
+
+
+LUMA_WEIGHTS = {1: (0.2126, 0.0722), 5: (0.299, 0.114), 6: (0.299, 0.114)}  # AVColorSpace -> (Kr, Kb)
+
+
+def yuv_to_rgb(frame: av.VideoFrame, matrix: int) -> np.ndarray:
+    """A limited-range 4:2:0 frame's RGB (float) in a given YUV matrix, from the formula, not FFmpeg."""
+    kr, kb = LUMA_WEIGHTS[matrix]
+    h, w = frame.height, frame.width
+    planes = frame.to_ndarray().astype(np.float64)  # Y, then U and V at half size, stacked
+    y = (planes[:h] - 16) * 255 / 219
+    u, v = (planes[h:].reshape(2, h // 2, w // 2).repeat(2, 1).repeat(2, 2) - 128) * 255 / 224
+    r, b = y + 2 * (1 - kr) * v, y + 2 * (1 - kb) * u
+    g = (y - kr * r - kb * b) / (1 - kr - kb)
+    return np.clip(np.stack([r, g, b], -1), 0, 255)
 
 
 def stream_seconds(path: Path, kind: str) -> list[float]:

@@ -21,6 +21,11 @@ def test_bench_quick_prints_every_table():
     assert "onnxruntime CPU" in backends and "torch eager fp32 (reference)" in backends
     assert all(0 < float(p50) <= float(p99) for _, p50, p99, _ in rows[:2])
     assert "`rtstyle video` fps" in result.stdout and "webcam fps" in result.stdout
+    # The host's own work per frame, stage by stage (ms), and the rate each pipeline thread allows (fps).
+    host = re.search(r"^\| 160x120 \|((?: [\d.]+ \|){9})$", result.stdout, re.M)
+    assert host, result.stdout
+    cells = [float(cell) for cell in host.group(1).strip(" |").split(" | ")]
+    assert all(ms >= 0 for ms in cells) and all(cells[i] > 0 for i in (2, 4, 8))
 
 
 def test_lite_net_exports_and_runs_in_every_cpu_backend(tmp_path):

@@ -13,7 +13,8 @@ import av
 import numpy as np
 import pytest
 from conftest import ROOT, assert_one_line_error, run_cli
-from media import make_clip, read_video, stream_seconds
+from media import make_clip, read_video, stream_seconds, yuv_to_rgb
+from media import test_pattern as pattern
 
 from realtime_style.engine import StyleControls, StyleEngine
 from realtime_style.export import psnr
@@ -60,6 +61,26 @@ def test_variable_frame_rate_keeps_every_timestamp(tmp_path, identity):
     assert out_times == pytest.approx(times, abs=1e-3)
     (in_audio,), (out_audio,) = stream_seconds(src, "audio"), stream_seconds(tmp_path / "out.mp4", "audio")
     assert out_audio == pytest.approx(in_audio, abs=0.03)
+
+
+@pytest.mark.parametrize("size, matrix, tagged, written_in", [
+    ((96, 64), 1, True, 1),     # tagged BT.709, as phones tag theirs
+    ((96, 720), 5, True, 5),    # tagged BT.601 (BT.470BG) at an HD size, like big_buck_bunny_0_30.webm
+    ((96, 64), None, False, 6),  # untagged standard definition: BT.601, SMPTE 170M from then on
+    ((96, 720), 1, False, 1),   # untagged HD: players assume BT.709
+])
+def test_output_shows_in_the_colours_of_the_input(tmp_path, identity, size, matrix, tagged, written_in):
+    """The output is written in the matrix players read the input with, and tagged with it."""
+    src = make_clip(tmp_path / "in.mp4", frames=2, size=size, audio=None, matrix=matrix, tag_matrix=tagged)
+    transcode(src, tmp_path / "out.mp4", identity, stabilize=0)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.colorspace, stream.codec_context.color_range) == (written_in, 1)
+        frame = next(container.decode(stream))
+        picture = pattern(*size, 0).astype(np.float64)
+        right = np.abs(yuv_to_rgb(frame, written_in) - picture).mean()
+        wrong = np.abs(yuv_to_rgb(frame, 5 if written_in == 1 else 1) - picture).mean()
+    assert right < 2.5 and wrong > 2 * right  # measured: 1.4-1.8 against 8.4-12.8
 
 
 @pytest.mark.parametrize("rotation", [90, -90, 180])

@@ -7,6 +7,7 @@ import threading
 import time
 
 import cv2
+import av
 import numpy as np
 import onnx
 import pytest
@@ -81,6 +82,9 @@ def test_record_and_summary_from_the_command_line(clip, tmp_path):
     assert len(frames) == 12 and frames[0].shape == (64, 96, 3)
     assert all(b > a for a, b in zip(times, times[1:]))  # real, rising timestamps
     assert times[-1] == pytest.approx(11 / fps, rel=0.5)
+    with av.open(str(out)) as container:  # the YUV matrix is named, as in `rtstyle video`'s outputs: BT.601 below HD
+        context = container.streams.video[0].codec_context
+        assert (context.colorspace, context.color_range) == (6, 1)
 
 
 def test_the_source_ending_finalizes_the_recording(tmp_path):

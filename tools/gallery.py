@@ -29,6 +29,7 @@ import numpy as np
 from realtime_style.engine import StyleEngine
 from realtime_style.images import load_image, resize_long_side, save_image
 from realtime_style.styles import DEFAULT_STYLE, StyleModel, shipped_models_dir
+from realtime_style.video import frame_to_rgb
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -91,7 +92,7 @@ def sample_frame_pair(style: StyleModel) -> np.ndarray:
     with av.open(str(SAMPLE_CLIP)) as container:
         for index, frame in enumerate(container.decode(video=0)):
             if index == SAMPLE_FRAME:
-                rgb = frame.to_ndarray(format="rgb24")
+                rgb = frame_to_rgb(frame)
                 break
         else:
             raise SystemExit(f"{SAMPLE_CLIP} has no frame {SAMPLE_FRAME}")
