@@ -52,7 +52,7 @@ def open_backend(path: str | os.PathLike, device: str = "auto", backend: str = "
     if device == "auto":
         if "CUDAExecutionProvider" in providers:
             device = "cuda"
-        elif backend == "auto" and _torch_has_cuda():
+        elif backend == "auto" and torch_has_cuda():
             return TorchBackend(path, "cuda")
         else:
             device = "cpu"
@@ -60,7 +60,7 @@ def open_backend(path: str | os.PathLike, device: str = "auto", backend: str = "
         return OrtCpuBackend(path, threads)
     wanted = "TensorrtExecutionProvider" if device == "tensorrt" else "CUDAExecutionProvider"
     if wanted not in providers:
-        if backend == "auto" and device != "tensorrt" and _torch_has_cuda():
+        if backend == "auto" and device != "tensorrt" and torch_has_cuda():
             return TorchBackend(path, _torch_cuda_device(device))
         raise UserError(f"--device {device}: this ONNX Runtime has no {wanted} (it has "
                         f"{', '.join(providers)}); install the GPU build: pip uninstall onnxruntime && "
@@ -302,7 +302,7 @@ def net_from_onnx(path: str | os.PathLike) -> tuple:
     return net, metadata
 
 
-def _torch_has_cuda() -> bool:
+def torch_has_cuda() -> bool:
     try:
         import torch
     except ImportError:
@@ -311,7 +311,7 @@ def _torch_has_cuda() -> bool:
 
 
 def _torch_cuda_device(device: str) -> str:
-    if not _torch_has_cuda():
+    if not torch_has_cuda():
         raise UserError(f"--device {device} --backend torch: PyTorch here has no CUDA")
     return device if device.startswith("cuda") else "cuda"
 

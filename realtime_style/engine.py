@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from realtime_style.backends import Backend, OrtCpuBackend, open_backend
+from realtime_style.backends import Backend, OrtCpuBackend, TorchBackend, open_backend
 from realtime_style.color import keep_colors
 from realtime_style.errors import UserError
 from realtime_style.padding import MIN_SIDE, MULTIPLE, padded_side, reflect_index
@@ -96,6 +96,13 @@ class StyleEngine:
         self._streams: dict[int, StyleEngine] = {}  # by frames in flight, for stylize_stream
         if warmup:
             self.backend.run(np.zeros((1, 3, 64, 64), np.float32))
+
+    @property
+    def blend_device(self) -> str | None:
+        """The torch device beside the net (the torch backend's GPU), where the stabilizer can blend; else None."""
+        if getattr(self.backend, "on_gpu", False) and isinstance(self.backend, TorchBackend):
+            return str(self.backend.device)
+        return None
 
     def sibling(self, style: str | os.PathLike) -> StyleEngine:
         """Another style on the same device and backend, sharing these controls (the webcam's style keys)."""

@@ -115,46 +115,152 @@ class Stabilizer:
       output (mean over RGB). Small differences are jitter, which the blend averages away;
       where the net painted a different stroke, averaging the two would only wash both out
       (a grey smear that costs style and does not remove the change), so the new one is kept.
+
+    The flow runs on the host (small, gray frames); the full-size warp, the repaint gate and
+    the blend run on the host too, or with ``device`` (a torch device: the GPU the net runs
+    on) there, where they cost a fraction of the host's 40 ms per 1920x1080 frame (docs/video.md).
     """
 
     def __init__(self, strength: float = DEFAULT_STRENGTH, flow_width: int = 320, tolerance: float = 12.0,
                  repaint_tolerance: float = 40.0, flow_preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
-                 warp_interpolation: int = cv2.INTER_CUBIC):
+                 warp_interpolation: int = cv2.INTER_CUBIC, device: str | None = None):
         if not 0.0 <= strength < 1.0:
             raise ValueError("stabilize strength must be in [0, 1)")
         self.strength = strength
         self.flow_width = flow_width
         self.tolerance = tolerance
-        self.repaint_tolerance = repaint_tolerance
-        # Bicubic: the previous output is resampled again every frame, and bilinear's blur would add up.
-        self.warp_interpolation = warp_interpolation
         self.dis = dis_flow(flow_preset)  # medium: 3 ms at 320x180; ultrafast (0.5 ms) misaligned more
+        # Bicubic: the previous output is resampled again every frame, and bilinear's blur would add up.
+        blend = _HostBlend if device is None else _TorchBlend
+        self._blend = blend(repaint_tolerance, warp_interpolation, device)
         self._previous_input: np.ndarray | None = None   # small gray
-        self._previous_output: np.ndarray | None = None  # full size, float32
 
     def reset(self) -> None:
-        self._previous_input = self._previous_output = None
+        self._previous_input = None
+        self._blend.previous = None
 
     def __call__(self, frame: np.ndarray, styled: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 input and its stylization -> the stabilized stylization."""
+        return self.blend(styled, self.track(frame))
+
+    def track(self, frame: np.ndarray) -> Motion:
+        """The input half, from the input frames alone: `rtstyle video` runs it on the reader thread,
+        ahead of the net, so the thread that runs the net only blends."""
         h, w = frame.shape[:2]
         scale = min(1.0, self.flow_width / w)
         small = gray(cv2.resize(frame, (max(8, round(w * scale)), max(8, round(h * scale))),
                                 interpolation=cv2.INTER_AREA) if scale < 1 else frame)
         if max(small.shape) < _DIS_MIN_SIDE:
-            return styled  # too small for DIS flow, and for flicker to show
+            return Motion(None, None, scale, usable=False)  # too small for DIS flow, and for flicker to show
+        previous, self._previous_input = self._previous_input, small
+        if previous is None or previous.shape != small.shape:
+            return Motion(None, None, scale)
+        back = flow_between(self.dis, small, previous)
+        mismatch = np.abs(warp(previous, back).astype(np.float32) - small)
+        return Motion(back, self.strength * np.exp(-(mismatch / self.tolerance) ** 2), scale)
+
+    def blend(self, styled: np.ndarray, motion: Motion) -> np.ndarray:
+        """The output half: the stylization of the frame ``motion`` was tracked on -> stabilized."""
+        if not motion.usable:
+            return styled
+        steady = motion if motion.flow is not None and self._blend.holds(styled.shape) else None
+        return self._blend(styled, steady)
+
+
+@dataclass
+class Motion:
+    """What the stabilizer takes from one input frame, at flow size."""
+
+    flow: np.ndarray | None    # (h, w, 2): from this frame back to the previous one; None: nothing to follow
+    weight: np.ndarray | None  # (h, w): the strength, lowered where the inputs do not match along the flow
+    scale: float               # flow size / frame size
+    usable: bool = True        # False: the frame is too small to stabilize
+
+
+class _HostBlend:
+    """The stabilizer's full-size half with OpenCV: warp the previous output, gate, blend."""
+
+    def __init__(self, repaint_tolerance: float, interpolation: int, device: None = None):
+        self.repaint_tolerance = repaint_tolerance
+        self.interpolation = interpolation
+        self.previous: np.ndarray | None = None  # the last result, full size, float32
+
+    def holds(self, shape: tuple[int, ...]) -> bool:
+        return self.previous is not None and self.previous.shape == shape
+
+    def __call__(self, styled: np.ndarray, motion: Motion | None) -> np.ndarray:
+        """``motion``: None where there is nothing to blend from."""
         result = styled.astype(np.float32)
-        previous_input, previous_output = self._previous_input, self._previous_output
-        if previous_input is not None and previous_input.shape == small.shape and previous_output.shape == result.shape:
-            back = flow_between(self.dis, small, previous_input)
-            mismatch = np.abs(warp(previous_input, back).astype(np.float32) - small)
-            weight = self.strength * np.exp(-(mismatch / self.tolerance) ** 2)
+        if motion is not None:
+            back, weight, scale = motion.flow, motion.weight, motion.scale
+            h, w = styled.shape[:2]
             if scale < 1:
                 back = cv2.resize(back, (w, h), interpolation=cv2.INTER_LINEAR) / scale
                 weight = cv2.resize(weight, (w, h), interpolation=cv2.INTER_LINEAR)
-            moved = warp(previous_output, back, self.warp_interpolation)
+            moved = warp(self.previous, back, self.interpolation)
             repaint = cv2.transform(cv2.absdiff(moved, result), _RGB_MEAN).reshape(h, w)
             weight *= np.exp(-(repaint / self.repaint_tolerance) ** 2)
             result = cv2.blendLinear(result, moved, 1.0 - weight, weight)  # (1 - w) current + w moved
-        self._previous_input, self._previous_output = small, result
+        self.previous = result
         return cv2.convertScaleAbs(result)  # round and saturate to uint8
+
+
+class _TorchBlend:
+    """The same steps with torch on a device, the previous output kept there.
+
+    A frame crosses the bus twice as uint8 (the styled frame up, the result down); the flow
+    and its weight go up at flow size. On the CPU it matches _HostBlend to within rounding
+    (the test suite runs the stabilizer's tests on both).
+    """
+
+    _MODES = {cv2.INTER_CUBIC: "bicubic", cv2.INTER_LINEAR: "bilinear"}
+
+    def __init__(self, repaint_tolerance: float, interpolation: int, device: str):
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.repaint_tolerance = repaint_tolerance
+        self.mode = self._MODES[interpolation]
+        self.previous = None  # (1, 3, H, W) float32 on the device
+        self._grid: tuple | None = None  # (H, W, pixel grid in grid_sample's [-1, 1], per-pixel scale)
+
+    def holds(self, shape: tuple[int, ...]) -> bool:
+        return self.previous is not None and tuple(self.previous.shape[2:]) == tuple(shape[:2])
+
+    def __call__(self, styled: np.ndarray, motion: Motion | None) -> np.ndarray:
+        torch = self.torch
+        functional = torch.nn.functional
+        h, w = styled.shape[:2]
+        with torch.inference_mode():
+            pixels = np.require(styled, requirements=["C", "W"])  # torch wraps only writable arrays
+            result = torch.from_numpy(pixels).to(self.device).permute(2, 0, 1)[None].float()
+            if motion is not None:
+                scale = motion.scale
+                back, weight = (torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+                                for a in (motion.flow, motion.weight))
+                back, weight = back.permute(2, 0, 1)[None], weight[None, None]
+                if scale < 1:  # bilinear with half-pixel centres, as cv2.resize
+                    back = functional.interpolate(back, size=(h, w), mode="bilinear", align_corners=False) / scale
+                    weight = functional.interpolate(weight, size=(h, w), mode="bilinear", align_corners=False)
+                base, per_pixel = self._pixel_grid(h, w)
+                grid = base + back.permute(0, 2, 3, 1) * per_pixel
+                # Border padding clamps each tap, as cv2.remap's BORDER_REPLICATE does; same cubic (a = -0.75).
+                moved = functional.grid_sample(self.previous, grid, mode=self.mode, padding_mode="border",
+                                               align_corners=True)
+                repaint = (moved - result).abs().mean(1, keepdim=True)
+                weight = weight * torch.exp(-(repaint / self.repaint_tolerance) ** 2)
+                result = result + weight * (moved - result)
+            self.previous = result
+            return result.round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).contiguous().cpu().numpy()
+
+    def _pixel_grid(self, h: int, w: int) -> tuple:
+        """Every pixel's (x, y) in grid_sample's [-1, 1] (corners aligned), and pixels -> that unit; cached."""
+        if self._grid is None or self._grid[:2] != (h, w):
+            torch = self.torch
+            per_pixel = torch.tensor([2 / max(w - 1, 1), 2 / max(h - 1, 1)], device=self.device)
+            ys, xs = torch.meshgrid(torch.arange(h, device=self.device, dtype=torch.float32),
+                                    torch.arange(w, device=self.device, dtype=torch.float32), indexing="ij")
+            base = torch.stack([xs, ys], -1)[None] * per_pixel - 1
+            self._grid = (h, w, base, per_pixel)
+        return self._grid[2:]

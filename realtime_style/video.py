@@ -288,20 +288,20 @@ def _transcode(source: Path, target: Path, engine: StyleEngine, options: VideoOp
         v_out = _add_video_stream(out, v_in, options, probe, report, target.suffix.lower())
         audio = [_add_audio_stream(out, a_in, target.suffix.lower(), report) for a_in in inp.streams.audio]
         out.start_encoding()  # open every encoder and write the header before any thread muxes
-        reader = threading.Thread(target=run, args=(_read, inp, v_in, audio, options, counter, to_engine,
-                                                    to_writer, stop), name="rtstyle-reader", daemon=True)
+        stabilizer = Stabilizer(options.stabilize, device=engine.blend_device) if options.stabilize else None
+        reader = threading.Thread(target=run, args=(_read, inp, v_in, audio, options, stabilizer, counter,
+                                                    to_engine, to_writer, stop), name="rtstyle-reader", daemon=True)
         writer = threading.Thread(target=run, args=(_write, out, v_out, probe.matrix, audio, to_writer, stop),
                                   name="rtstyle-writer", daemon=True)
-        stabilizer = Stabilizer(options.stabilize) if options.stabilize else None
         bar = tqdm(total=probe.expected_frames or None, unit="frame", disable=not progress, dynamic_ncols=True,
                    desc=engine.name)
         began = time.perf_counter()
         try:  # the threads start inside it: a Ctrl-C at any moment stops them before the containers close
             reader.start()
             writer.start()
-            for rgb, (pts, time_base), styled in engine.stylize_stream(_frames_until_end(to_engine, stop)):
+            for rgb, (pts, time_base, motion), styled in engine.stylize_stream(_frames_until_end(to_engine, stop)):
                 if stabilizer:
-                    styled = stabilizer(rgb, styled)
+                    styled = stabilizer.blend(styled, motion)  # the flow was tracked by the reader
                 styled = styled[: report.height, : report.width]
                 _put(to_writer, ("video", styled, pts, time_base), stop)
                 report.frames += 1
@@ -324,10 +324,10 @@ def _transcode(source: Path, target: Path, engine: StyleEngine, options: VideoOp
 
 
 def _frames_until_end(to_engine: queue.Queue, stop: threading.Event) -> Iterator[tuple[np.ndarray, tuple]]:
-    """The reader's frames as (rgb, (pts, time_base)) pairs, for StyleEngine.stylize_stream."""
+    """The reader's frames as (rgb, (pts, time_base, motion)) pairs, for StyleEngine.stylize_stream."""
     while (item := _get(to_engine, stop)) is not _END:
-        rgb, pts, time_base = item
-        yield rgb, (pts, time_base)
+        rgb, *tag = item
+        yield rgb, tuple(tag)
 
 
 def _add_video_stream(out, v_in, options: VideoOptions, probe: _Probe, report: VideoReport, suffix: str):
@@ -369,18 +369,19 @@ def _add_audio_stream(out, a_in, suffix: str, report: VideoReport) -> _AudioTrac
     return _AudioTrack(a_in.index, stream, copy=False)
 
 
-def _read(inp, v_in, audio: list[_AudioTrack], options: VideoOptions, counter: _Counter,
-          to_engine: queue.Queue, to_writer: queue.Queue, stop: threading.Event) -> None:
-    """Video frames (upright RGB) to the engine, audio to the writer, timestamps shifted by --start."""
+def _read(inp, v_in, audio: list[_AudioTrack], options: VideoOptions, stabilizer: Stabilizer | None,
+          counter: _Counter, to_engine: queue.Queue, to_writer: queue.Queue, stop: threading.Event) -> None:
+    """Video frames (upright RGB, and the stabilizer's motion) to the engine, audio to the writer,
+    timestamps shifted by --start."""
     tracks = {t.index: t for t in audio}
     try:
-        _read_window(inp, v_in, tracks, options, counter, to_engine, to_writer, stop)
+        _read_window(inp, v_in, tracks, options, stabilizer, counter, to_engine, to_writer, stop)
     finally:
         _put(to_engine, _END, stop)
 
 
-def _read_window(inp, v_in, tracks: dict, options: VideoOptions, counter: _Counter, to_engine: queue.Queue,
-                 to_writer: queue.Queue, stop: threading.Event) -> None:
+def _read_window(inp, v_in, tracks: dict, options: VideoOptions, stabilizer: Stabilizer | None, counter: _Counter,
+                 to_engine: queue.Queue, to_writer: queue.Queue, stop: threading.Event) -> None:
     for kind, item in _window(inp, [v_in, *(inp.streams[i] for i in tracks)], options, counter):
         if stop.is_set():
             return
@@ -390,7 +391,8 @@ def _read_window(inp, v_in, tracks: dict, options: VideoOptions, counter: _Count
             turns = _quarter_turns(item)
             if turns:
                 rgb = np.ascontiguousarray(np.rot90(rgb, turns))
-            _put(to_engine, (rgb, item.pts - shift, item.time_base), stop)
+            motion = stabilizer.track(rgb) if stabilizer else None
+            _put(to_engine, (rgb, item.pts - shift, item.time_base, motion), stop)
             continue
         track = tracks[item.stream.index]
         if track.copy:

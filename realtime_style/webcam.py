@@ -378,7 +378,7 @@ class WebcamLoop:
         self.switcher = StyleSwitcher(styles or [engine.name], engine,
                                       make_engine or engine.sibling)
         self.on_frame = on_frame
-        self.stabilizer = Stabilizer(options.stabilize) if options.stabilize else None
+        self.stabilizer = Stabilizer(options.stabilize, device=engine.blend_device) if options.stabilize else None
         self.view = "stylized"
         self.paused = False
         self.show_help = False

@@ -217,7 +217,8 @@ def test_torch_backend_stylizes_whole_frames_on_its_device_as_the_engine_would(p
     """The fused path (padding, net, blend and rounding where the net runs) against the engine's own steps."""
     pytest.importorskip("torch")
     torch_engine = StyleEngine("mosaic", device="cpu", backend="torch")
-    assert torch_engine.backend.free_memory() is None  # not on a GPU: the CPU's tiling budget
+    assert torch_engine.backend.free_memory() is None  # not on a GPU: the CPU's tiling budget ...
+    assert torch_engine.blend_device is None           # ... and the stabilizer blends on the host
     frames = np.stack([photo[:101, :143], photo[-101:, -143:]])  # both need padding
     weights = np.array([1.0, 0.4], np.float32)
     fused = torch_engine.backend.stylize_frames(frames, weights)

@@ -19,6 +19,11 @@ def photo() -> np.ndarray:
     return resize_long_side(load_image(ROOT / "samples" / "kodim23.jpg").rgb, 256)
 
 
+# Each stabilizer test runs with the blend on the host (OpenCV) and in torch (here on the CPU; on a
+# GPU machine, where the torch backend runs the net, the same code runs on the GPU).
+BLENDS = [None, pytest.param("cpu", id="torch")]
+
+
 def panning(photo: np.ndarray, frames: int = 6, step: int = 3) -> list[np.ndarray]:
     """A camera pan with a known flow: each frame is the photo shifted ``step`` pixels further."""
     width = photo.shape[1] - step * frames
@@ -41,11 +46,12 @@ def test_flicker_has_a_high_warping_error(photo):
     assert warping_error(frames, flicker).output > 10 * max(steady, 0.5)
 
 
-def test_stabilizer_damps_flicker_without_ghosting(photo):
+@pytest.mark.parametrize("device", BLENDS)
+def test_stabilizer_damps_flicker_without_ghosting(photo, device):
     frames = panning(photo, frames=8)
     rng = np.random.default_rng(1)
     noisy = [np.clip(f + rng.normal(0, 12, f.shape), 0, 255).astype(np.uint8) for f in frames]  # per-frame speckle
-    stabilize = Stabilizer(0.6)
+    stabilize = Stabilizer(0.6, device=device)
     smoothed = [stabilize(f, n) for f, n in zip(frames, noisy)]
     assert warping_error(frames, smoothed).output < 0.75 * warping_error(frames, noisy).output
     # A cut: nothing of the previous scene may be blended into a new one.
@@ -54,19 +60,21 @@ def test_stabilizer_damps_flicker_without_ghosting(photo):
     assert np.abs(after_cut.astype(np.int16) - other).mean() < 3
 
 
-def test_stabilizer_keeps_a_repainted_stroke_rather_than_averaging_two(photo):
+@pytest.mark.parametrize("device", BLENDS)
+def test_stabilizer_keeps_a_repainted_stroke_rather_than_averaging_two(photo, device):
     """Jitter is averaged away; a stroke the net painted differently is kept whole, not blended into mud."""
     repainted = ((photo.astype(np.int16) + 128) % 256).astype(np.uint8)  # 128 levels off everywhere
-    stabilize = Stabilizer()
+    stabilize = Stabilizer(device=device)
     stabilize(photo, photo)
     assert np.abs(stabilize(photo, repainted).astype(np.int16) - repainted).mean() < 3
     jittered = np.clip(photo.astype(np.int16) + 6, 0, 255).astype(np.uint8)
-    stabilize = Stabilizer()
+    stabilize = Stabilizer(device=device)
     stabilize(photo, photo)
     assert np.abs(stabilize(photo, jittered).astype(np.int16) - photo).mean() < 3  # pulled back most of the way
 
 
-def test_stabilizer_keeps_a_panning_texture_sharp(photo):
+@pytest.mark.parametrize("device", BLENDS)
+def test_stabilizer_keeps_a_panning_texture_sharp(photo, device):
     """The previous output is resampled every frame; a blurring resampler would wash the texture out over a pan."""
     def shifted(dx: float) -> np.ndarray:
         move = np.float32([[1, 0, dx], [0, 1, 0]])
@@ -76,9 +84,23 @@ def test_stabilizer_keeps_a_panning_texture_sharp(photo):
         return float(np.abs(cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.CV_32F))[20:-20, 40:-40].mean())
 
     frames = [shifted(1.5 * i) for i in range(16)]  # half-pixel positions: the worst case for resampling
-    stabilize = Stabilizer()
+    stabilize = Stabilizer(device=device)
     last = [stabilize(f, f) for f in frames][-1]
     assert sharpness(last) > 0.9 * sharpness(frames[-1])  # bilinear resampling kept 79 % here
+
+
+def test_the_torch_blend_matches_the_host_blend(photo):
+    """The same flow, gates and cubic warp in torch as in OpenCV: equal to within rounding, frame after frame."""
+    pytest.importorskip("torch")
+    big = cv2.resize(photo, (640, 424), interpolation=cv2.INTER_CUBIC)  # wider than the flow: upsampled flow
+    frames = panning(big, frames=10, step=5)
+    rng = np.random.default_rng(2)
+    styled = [np.clip(f + rng.normal(0, 10, f.shape), 0, 255).astype(np.uint8) for f in frames]
+    host, torch_blend = Stabilizer(), Stabilizer(device="cpu")
+    for frame, out in zip(frames, styled):
+        a, b = host(frame, out).astype(np.int16), torch_blend(frame, out).astype(np.int16)
+        assert np.abs(a - b).mean() < 0.05 and np.abs(a - b).max() <= 4  # measured: 0.001-0.004, at most 3
+    assert np.abs(a - styled[-1]).mean() > 3  # and both did blend
 
 
 def test_rtstyle_video_is_stabilized_by_default(tmp_path, photo):
