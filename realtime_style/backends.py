@@ -196,7 +196,7 @@ class OrtGpuBackend:
 class TorchBackend:
     """The net rebuilt in PyTorch from the ONNX file's weights (fp16 on CUDA)."""
 
-    def __init__(self, path: str | os.PathLike, device: str, half: bool | None = None):
+    def __init__(self, path: str | os.PathLike, device: str, half: bool | None = None, cuda_graphs: bool = False):
         from realtime_style.errors import require_torch
 
         torch = require_torch("--backend torch")
@@ -211,7 +211,9 @@ class TorchBackend:
         self.memory_format = torch.channels_last if half else torch.contiguous_format
         self.net = self.net.to(memory_format=self.memory_format)
         self.on_gpu = self.device.type == "cuda"
-        self._host: dict[tuple, tuple] = {}  # pinned upload and download buffers, by frame shape
+        self._host: dict[tuple, tuple] = {}  # pinned upload, download and blend-weight buffers, by frame shape
+        self.cuda_graphs = cuda_graphs and self.on_gpu  # stylize_frames replays one graph per frame shape
+        self._graphs: dict[tuple, object] = {}
         self.description = f"torch {self.device} {str(self.dtype).replace('torch.', '')}"
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -232,32 +234,66 @@ class TorchBackend:
         instead of 25 MB of float32, and the host does no per-pixel work at all. One caller at
         a time: the host buffers are shared (the engine streams this backend one frame at a time).
         """
-        torch = self.torch
-        n, h, w = frames.shape[:3]
-        pad_h, pad_w = padded_side(h) - h, padded_side(w) - w
-        upload, download = self._buffers(frames.shape)
+        upload, download, blend = self._buffers(frames.shape)
         np.copyto(upload.numpy(), frames)  # frames may be read-only views, which torch will not wrap
+        np.copyto(blend.numpy(), weights)
         try:
-            with torch.inference_mode():
-                pixels = upload.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().mul_(1 / 255)
-                x = pixels.to(self.dtype)
-                if pad_h or pad_w:
-                    x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-                styled = self.net.body(x.contiguous(memory_format=self.memory_format))[:, :, :h, :w].float()
-                blend = torch.from_numpy(np.ascontiguousarray(weights, np.float32)).to(self.device).view(n, 1, 1, 1)
-                styled = pixels.add_(blend * (styled - pixels)).mul_(255).add_(0.5).clamp_(0, 255)
-                download.copy_(styled.to(torch.uint8).permute(0, 2, 3, 1), non_blocking=True)
+            if self.cuda_graphs:
+                self._graph(frames.shape).replay()
+            else:
+                with self.torch.inference_mode():
+                    self._device_steps(upload, blend, download)
         finally:  # also after an error: the next call must not overwrite a buffer still being copied
             if self.on_gpu:
-                torch.cuda.current_stream(self.device).synchronize()
+                self.torch.cuda.current_stream(self.device).synchronize()
         return download.numpy().copy()
 
+    def _device_steps(self, upload, blend, download) -> None:
+        """Upload, pad, net, blend, round, download: the kernels and copies of one call of stylize_frames."""
+        torch = self.torch
+        n, h, w = upload.shape[:3]
+        pad_h, pad_w = padded_side(h) - h, padded_side(w) - w
+        pixels = upload.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().mul_(1 / 255)
+        x = pixels.to(self.dtype)
+        if pad_h or pad_w:
+            x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        styled = self.net.body(x.contiguous(memory_format=self.memory_format))[:, :, :h, :w].float()
+        weights = blend.to(self.device, non_blocking=True).view(n, 1, 1, 1)
+        styled = pixels.add_(weights * (styled - pixels)).mul_(255).add_(0.5).clamp_(0, 255)
+        download.copy_(styled.to(torch.uint8).permute(0, 2, 3, 1), non_blocking=True)
+
+    def _graph(self, shape: tuple[int, ...]):
+        """A CUDA graph of `_device_steps` for this frame shape: both copies and every kernel, one launch.
+
+        Opt-in (``cuda_graphs=True``; `rtstyle bench` times it on a GPU) until a GPU run shows
+        what it buys: the net's ~80 kernel launches cost the CPU time a small frame may not have.
+        """
+        if shape not in self._graphs:
+            torch = self.torch
+            buffers = self._buffers(shape)
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.inference_mode(), torch.cuda.stream(side):
+                for _ in range(3):  # cuDNN picks its kernels before the capture, which must not search
+                    self._device_steps(*buffers)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.inference_mode(), torch.cuda.graph(graph):
+                self._device_steps(*buffers)
+            self._graphs[shape] = graph
+        return self._graphs[shape]
+
     def _buffers(self, shape: tuple[int, ...]) -> tuple:
-        """Host buffers for frames of this shape, allocated once (pinned on CUDA, so copies are asynchronous)."""
+        """Host buffers for frames of this shape (upload, download, blend weights), allocated once;
+        pinned on CUDA, so copies are asynchronous (and can be captured in a CUDA graph)."""
         if shape not in self._host:
             torch = self.torch
             self._host.clear()  # a video or webcam has one frame size
-            self._host[shape] = tuple(torch.empty(shape, dtype=torch.uint8, pin_memory=self.on_gpu) for _ in range(2))
+            self._graphs.clear()  # their graphs copy from and to the buffers just dropped
+            pinned = self.on_gpu
+            self._host[shape] = (torch.empty(shape, dtype=torch.uint8, pin_memory=pinned),
+                                 torch.empty(shape, dtype=torch.uint8, pin_memory=pinned),
+                                 torch.empty(shape[0], dtype=torch.float32, pin_memory=pinned))
         return self._host[shape]
 
 

@@ -118,6 +118,25 @@ def time_frames(backend, width: int, height: int, repeats: int) -> np.ndarray:
     return _milliseconds(lambda: backend.stylize_frames(frame, weights), repeats)
 
 
+def _graph_rows(backend, label: str, width: int, height: int, repeats: int, print_) -> list[tuple]:
+    """The uint8 path replayed as a CUDA graph (TorchBackend's opt-in), with how far it strays from the plain one."""
+    if not hasattr(backend, "cuda_graphs"):
+        return []
+    frame = np.random.default_rng(1).integers(0, 256, (1, height, width, 3), np.uint8)
+    weights = np.full(1, 0.75, np.float32)
+    plain = backend.stylize_frames(frame, weights)
+    backend.cuda_graphs = True
+    try:
+        differs = int(np.abs(backend.stylize_frames(frame, weights).astype(np.int16) - plain).max())
+        return [(f"{label}, uint8 frames, CUDA graph (max diff {differs})",
+                 time_frames(backend, width, height, repeats))]
+    except Exception as exc:  # an experiment: say why, and keep measuring the rest
+        print_(f"(CUDA graph of {label} at {width}x{height} failed: {str(exc).splitlines()[0][:200]})")
+        return []
+    finally:
+        backend.cuda_graphs = False
+
+
 def _milliseconds(step, repeats: int) -> np.ndarray:
     for _ in range(2):  # warm-up: first-call allocations, cuDNN's kernel search
         step()
@@ -176,6 +195,7 @@ def run(archs: tuple[str, ...] = ARCHS, sizes: tuple[str, ...] = tuple(SIZES), r
                     rows = [(label, time_backend(backend, width, height, repeats))]
                     if getattr(backend, "on_gpu", False) and hasattr(backend, "stylize_frames"):
                         rows.append((f"{label}, uint8 frames", time_frames(backend, width, height, repeats)))
+                        rows += _graph_rows(backend, label, width, height, repeats, print_)
                     for row_label, milliseconds in rows:
                         t = Timing(arch, size, row_label, milliseconds, flops)
                         reference = reference or t
