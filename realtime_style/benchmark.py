@@ -284,7 +284,7 @@ def host_work(sizes: tuple[str, ...], tmp: Path | None = None, print_=print) -> 
             stabilizer = Stabilizer(device=device)
             blend_ms[device] = timed(lambda pair: stabilizer.blend(*pair), list(zip(styled, motions)))[1]
         main_ms = blend_ms[gpu] if gpu else blend_ms[None]
-        yuv, yuv_ms = timed(lambda f: rgb_to_frame(f, yuv_matrix(2, height)), frames)
+        yuv, yuv_ms = timed(lambda f: rgb_to_frame(f, yuv_matrix(None, width, height)), frames)
         encode_ms = {}
         for preset in ("veryfast", "medium"):
             with av.open(str(tmp / f"host_{size}.mp4"), "w") as out:

@@ -265,7 +265,7 @@ class Recorder:
         self.stream = self.container.add_stream("libx264", rate=30)
         self.stream.width, self.stream.height = width - width % 2, height - height % 2
         self.stream.pix_fmt = "yuv420p"
-        self.matrix = yuv_matrix(2, self.stream.height)  # 2: a camera's RGB has no YUV matrix; the players' default
+        self.matrix = yuv_matrix(None, self.stream.width, self.stream.height)  # a camera's RGB: the players' default
         tag_colors(self.stream, self.matrix)
         self.stream.codec_context.time_base = Fraction(1, 1000)
         self.stream.options = {"preset": "veryfast", "crf": "20"}

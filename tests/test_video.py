@@ -67,7 +67,8 @@ def test_variable_frame_rate_keeps_every_timestamp(tmp_path, identity):
     ((96, 64), 1, True, 1),     # tagged BT.709, as phones tag theirs
     ((96, 720), 5, True, 5),    # tagged BT.601 (BT.470BG) at an HD size, like big_buck_bunny_0_30.webm
     ((96, 64), None, False, 6),  # untagged standard definition: BT.601, SMPTE 170M from then on
-    ((96, 720), 1, False, 1),   # untagged HD: players assume BT.709
+    ((96, 720), 1, False, 1),   # untagged HD: players assume BT.709 ...
+    ((1280, 64), 1, False, 1),  # ... as they do from 1280 pixels wide
 ])
 def test_output_shows_in_the_colours_of_the_input(tmp_path, identity, size, matrix, tagged, written_in):
     """The output is written in the matrix players read the input with, and tagged with it."""
