@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -226,75 +227,101 @@ class TorchBackend:
     def free_memory(self) -> int | None:
         return int(self.torch.cuda.mem_get_info(self.device)[0]) if self.on_gpu else None
 
-    def stylize_frames(self, frames: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    def stylize_frames(self, frames: np.ndarray, weights: np.ndarray, small: np.ndarray | None = None) -> np.ndarray:
         """(N, H, W, 3) uint8 frames -> uint8, each blended with its input by its weight.
 
-        The same steps as the engine's own path (reflection padding, the net, the blend,
-        rounding), but on the device: a 1080p frame crosses the bus as 6 MB of uint8 each way
-        instead of 25 MB of float32, and the host does no per-pixel work at all. One caller at
-        a time: the host buffers are shared (the engine streams this backend one frame at a time).
+        The same steps as the engine's own path (reflection padding, the net, bringing the result
+        to the frame's size, the blend, rounding), but on the device: a 1080p frame crosses the
+        bus as 6 MB of uint8 each way instead of 25 MB of float32. ``small``: the frames as the
+        engine shrank them for the net (--scale below 1, --max-size). Shrinking stays on the host, with
+        the engine's own resize, because the net turns the slightest change of its input into
+        other strokes; the bicubic enlargement and the blend, the costly part at full size, run
+        here. One caller at a time: the host buffers are shared (the engine streams this backend
+        one frame at a time).
         """
-        upload, download, blend = self._buffers(frames.shape)
-        np.copyto(upload.numpy(), frames)  # frames may be read-only views, which torch will not wrap
-        np.copyto(blend.numpy(), weights)
+        shapes = (frames.shape, None if small is None else small.shape)
+        buffers = self._buffers(*shapes)
+        np.copyto(buffers.frames.numpy(), frames)  # frames may be read-only views, which torch will not wrap
+        np.copyto(buffers.weights.numpy(), weights)
+        if small is not None:
+            np.copyto(buffers.small.numpy(), small)
         try:
             if self.cuda_graphs:
-                self._graph(frames.shape).replay()
+                self._graph(shapes).replay()
             else:
                 with self.torch.inference_mode():
-                    self._device_steps(upload, blend, download)
+                    self._device_steps(buffers)
         finally:  # also after an error: the next call must not overwrite a buffer still being copied
             if self.on_gpu:
                 self.torch.cuda.current_stream(self.device).synchronize()
-        return download.numpy().copy()
+        return buffers.result.numpy().copy()
 
-    def _device_steps(self, upload, blend, download) -> None:
-        """Upload, pad, net, blend, round, download: the kernels and copies of one call of stylize_frames."""
+    def _device_steps(self, buffers: _HostBuffers) -> None:
+        """Upload, pad, net, resize, blend, round, download: one call of stylize_frames."""
         torch = self.torch
-        n, h, w = upload.shape[:3]
-        pad_h, pad_w = padded_side(h) - h, padded_side(w) - w
-        pixels = upload.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().mul_(1 / 255)
-        x = pixels.to(self.dtype)
+        functional = torch.nn.functional
+        n, h, w = buffers.frames.shape[:3]
+        pixels = buffers.frames.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().mul_(1 / 255)
+        if buffers.small is None:
+            net_input = pixels
+        else:
+            net_input = buffers.small.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().mul_(1 / 255)
+        work_h, work_w = net_input.shape[2:]
+        pad_h, pad_w = padded_side(work_h) - work_h, padded_side(work_w) - work_w
+        x = net_input.to(self.dtype)
         if pad_h or pad_w:
-            x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-        styled = self.net.body(x.contiguous(memory_format=self.memory_format))[:, :, :h, :w].float()
-        weights = blend.to(self.device, non_blocking=True).view(n, 1, 1, 1)
+            x = functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        styled = self.net.body(x.contiguous(memory_format=self.memory_format))[:, :, :work_h, :work_w].float()
+        if (work_h, work_w) != (h, w):  # as the engine's `upsample`: bicubic (a = -0.75, as OpenCV's), clipped
+            styled = functional.interpolate(styled, size=(h, w), mode="bicubic", align_corners=False).clamp_(0, 1)
+        weights = buffers.weights.to(self.device, non_blocking=True).view(n, 1, 1, 1)
         styled = pixels.add_(weights * (styled - pixels)).mul_(255).add_(0.5).clamp_(0, 255)
-        download.copy_(styled.to(torch.uint8).permute(0, 2, 3, 1), non_blocking=True)
+        buffers.result.copy_(styled.to(torch.uint8).permute(0, 2, 3, 1), non_blocking=True)
 
-    def _graph(self, shape: tuple[int, ...]):
-        """A CUDA graph of `_device_steps` for this frame shape: both copies and every kernel, one launch.
+    def _graph(self, shapes: tuple):
+        """A CUDA graph of `_device_steps` for these frame shapes: every copy and kernel, one launch.
 
         Opt-in (``cuda_graphs=True``; `rtstyle bench` times it on a GPU) until a GPU run shows
         what it buys: the net's ~80 kernel launches cost the CPU time a small frame may not have.
         """
-        if shape not in self._graphs:
+        if shapes not in self._graphs:
             torch = self.torch
-            buffers = self._buffers(shape)
+            buffers = self._buffers(*shapes)
             side = torch.cuda.Stream(self.device)
             side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.inference_mode(), torch.cuda.stream(side):
                 for _ in range(3):  # cuDNN picks its kernels before the capture, which must not search
-                    self._device_steps(*buffers)
+                    self._device_steps(buffers)
             torch.cuda.current_stream(self.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.inference_mode(), torch.cuda.graph(graph):
-                self._device_steps(*buffers)
-            self._graphs[shape] = graph
-        return self._graphs[shape]
+                self._device_steps(buffers)
+            self._graphs[shapes] = graph
+        return self._graphs[shapes]
 
-    def _buffers(self, shape: tuple[int, ...]) -> tuple:
-        """Host buffers for frames of this shape (upload, download, blend weights), allocated once;
-        pinned on CUDA, so copies are asynchronous (and can be captured in a CUDA graph)."""
-        if shape not in self._host:
+    def _buffers(self, shape: tuple[int, ...], small_shape: tuple[int, ...] | None = None) -> _HostBuffers:
+        """Host buffers for frames of these shapes, allocated once; pinned on CUDA, so copies are
+        asynchronous (and can be captured in a CUDA graph)."""
+        key = (shape, small_shape)
+        if key not in self._host:
             torch = self.torch
             self._host.clear()  # a video or webcam has one frame size
             self._graphs.clear()  # their graphs copy from and to the buffers just dropped
-            pinned = self.on_gpu
-            self._host[shape] = (torch.empty(shape, dtype=torch.uint8, pin_memory=pinned),
-                                 torch.empty(shape, dtype=torch.uint8, pin_memory=pinned),
-                                 torch.empty(shape[0], dtype=torch.float32, pin_memory=pinned))
-        return self._host[shape]
+
+            def host(*size: int, dtype=torch.uint8):
+                return torch.empty(size, dtype=dtype, pin_memory=self.on_gpu)
+
+            self._host[key] = _HostBuffers(host(*shape), host(*shape), host(shape[0], dtype=torch.float32),
+                                           None if small_shape is None else host(*small_shape))
+        return self._host[key]
+
+
+@dataclass
+class _HostBuffers:
+    frames: object          # (N, H, W, 3) uint8: the frames in
+    result: object          # (N, H, W, 3) uint8: the stylized frames out
+    weights: object         # (N,) float32: each frame's blend weight
+    small: object | None    # (N, h, w, 3) uint8: the frames at the net's size, where that differs
 
 
 def net_from_onnx(path: str | os.PathLike) -> tuple:

@@ -184,9 +184,10 @@ class StyleEngine:
         small = frames if (work_w, work_h) == (width, height) else np.stack(
             [cv2.resize(f, (work_w, work_h), interpolation=cv2.INTER_AREA) for f in frames])
         fused = getattr(self.backend, "stylize_frames", None)
-        if (fused and (work_w, work_h) == (width, height) and not controls.preserve_color
-                and work_w * work_h <= self.max_tile_pixels and min(height, width) > MULTIPLE):
-            return fused(frames, weights)  # the same steps, on the backend's device
+        if (fused and not controls.preserve_color and work_w * work_h <= self.max_tile_pixels
+                and work_w <= width and work_h <= height and min(work_w, work_h) > MULTIPLE):
+            # The same steps on the backend's device, the enlargement back to the frame's size too.
+            return fused(frames, weights, None if small is frames else small)
         if work_w * work_h > self.max_tile_pixels:
             styled = np.stack([self._run_tiled(f) for f in small])
         else:

@@ -10,7 +10,7 @@ import pytest
 
 from realtime_style.engine import (BYTES_PER_PIXEL_CHANNEL, DEFAULT_MEMORY_BUDGET, GPU_MEMORY_BUDGET,
                                    MAX_FRAMES_IN_FLIGHT, StyleControls, StyleEngine, contrast_weight,
-                                   gpu_memory_budget)
+                                   gpu_memory_budget, upsample)
 from realtime_style.errors import UserError
 from realtime_style.export import psnr
 from realtime_style.images import load_image, resize_long_side
@@ -201,8 +201,6 @@ def test_gpu_engine_matches_the_torch_fp32_net(photo):
 
 def test_reduced_processing_size_upsamples_smoothly_to_the_frame():
     """--scale 0.5 runs the net on a quarter of the pixels and brings the result back bicubically."""
-    from realtime_style.engine import upsample
-
     y, x = np.mgrid[0:64, 0:64]
     small = np.stack([x / 63, y / 63, np.full_like(x, 0.5, dtype=float)], axis=2).astype(np.float32)
     big = upsample(small, 128, 96)
@@ -228,11 +226,22 @@ def test_torch_backend_stylizes_whole_frames_on_its_device_as_the_engine_would(p
     # The engine hands it whole frames, with strength times the contrast gate as the weights.
     calls = []
     run_fused = torch_engine.backend.stylize_frames
-    torch_engine.backend.stylize_frames = lambda f, w: calls.append(w.tolist()) or run_fused(f, w)
+    torch_engine.backend.stylize_frames = lambda f, w, small: calls.append(w.tolist()) or run_fused(f, w, small)
     dark = (frames * 0.02).astype(np.uint8)  # contrast about 1: the gate gives it nothing
     by_engine = torch_engine.stylize_batch(np.concatenate([frames, dark[:1]]), StyleControls(strength=0.4))
     assert calls == [pytest.approx([0.4, 0.4, 0.0])]
     assert np.array_equal(by_engine[:2], run_fused(frames, np.full(2, 0.4, np.float32)))
     assert np.array_equal(by_engine[2], dark[0])
     torch_engine.stylize(photo, StyleControls(preserve_color=True))  # colour preservation: the engine's steps
+    torch_engine.stylize(photo, StyleControls(scale=1.5))           # a net bigger than the frame: the same
     assert len(calls) == 1
+    # At a reduced scale the engine shrinks on the host, and the device enlarges and blends: as the host would.
+    half = StyleControls(scale=0.5, strength=0.8)
+    by_device = torch_engine.stylize(photo, half)
+    assert len(calls) == 2
+    by_host = StyleEngine("mosaic", device="cpu", controls=half).stylize(photo)  # ONNX Runtime, the host's steps
+    assert psnr(by_device, by_host) > 40  # the backends differ: fp16-trained weights run in fp32 in both
+    small = cv2.resize(photo, (photo.shape[1] // 2, photo.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    steps = StyleEngine._finish(upsample(torch_engine._run_padded(small[None])[0], *photo.shape[1::-1])[None],
+                                photo[None], False, np.full(1, 0.8, np.float32))[0]
+    assert np.abs(by_device.astype(int) - steps).max() <= 1  # the same backend: to within rounding
