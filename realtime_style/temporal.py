@@ -130,7 +130,8 @@ class Stabilizer:
         self.flow_width = flow_width
         self.tolerance = tolerance
         self.dis = dis_flow(flow_preset)  # medium: 3 ms at 320x180; ultrafast (0.5 ms) misaligned more
-        # Bicubic: the previous output is resampled again every frame, and bilinear's blur would add up.
+        # warp_interpolation: bicubic, because the previous output is resampled again every frame,
+        # and bilinear's blur would add up.
         blend = _HostBlend if device is None else _TorchBlend
         self._blend = blend(repaint_tolerance, warp_interpolation, device)
         self._previous_input: np.ndarray | None = None   # small gray

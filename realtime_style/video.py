@@ -51,11 +51,11 @@ _END = object()
 
 # YUV <-> RGB. A player reads a file's pixels with the matrix its stream is tagged with, and where
 # there is no tag (most files) assumes BT.709 for HD (mpv: 1280 wide or more, or over 576 lines)
-# and BT.601 below. FFmpeg's
-# converter assumes BT.601 for every untagged frame, and an untagged BT.601 output of an HD input
-# showed in players with its reds and greens shifted (2026-12-03: 4.9 levels on average and 33 at
-# the 99th percentile on smpte-2997.mp4, tagged BT.709). So frames are read as players read them,
-# and outputs are written in the input's matrix and tagged with it: nothing is left to guessing.
+# and BT.601 below. FFmpeg's converter assumes BT.601 for every untagged frame, and an untagged
+# BT.601 output of an HD input showed in players with its reds and greens shifted (2026-12-03:
+# 5.0 levels on average and 34 at the 99th percentile on smpte-2997.mp4, tagged BT.709; docs/video.md).
+# So frames are read as players read them, and outputs are written in the input's matrix and
+# tagged with it: nothing is left to guessing.
 # Keys: AVColorSpace, the numbers streams are tagged with (1 BT.709, 5 BT.470BG and 6 SMPTE 170M are
 # BT.601's matrix, 7 SMPTE 240M, 4 FCC, 9/10 BT.2020).
 _MATRICES = {1: Colorspace.ITU709, 4: Colorspace.FCC, 5: Colorspace.ITU601, 6: Colorspace.ITU601,
