@@ -259,9 +259,9 @@ def host_work(sizes: tuple[str, ...], tmp: Path | None = None, print_=print) -> 
         with tempfile.TemporaryDirectory() as folder:
             return host_work(sizes, Path(folder), print_)
 
-    gpu = "cuda" if torch_has_cuda() else None  # where the torch backend runs the net, the stabilizer blends beside it
-    print_("\n| size | decode ms | to RGB ms | flow ms | reader fps | blend ms | blend on GPU ms | main fps, net aside | "
-           "to YUV ms | x264 veryfast ms | x264 medium ms | writer fps (medium) |")
+    gpu = "cuda" if torch_has_cuda() else None  # where the torch backend runs the net, the blend runs beside it
+    print_("\n| size | decode ms | to RGB ms | flow ms | reader fps | blend ms | blend on GPU ms | "
+           "main fps, net aside | to YUV ms | x264 veryfast ms | x264 medium ms | writer fps (medium) |")
     print_("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in sizes:
         width, height = SIZES[size] if size in SIZES else map(int, size.split("x"))
@@ -297,10 +297,11 @@ def host_work(sizes: tuple[str, ...], tmp: Path | None = None, print_=print) -> 
                     out.mux(v.encode(frame))
                 out.mux(v.encode(None))
                 encode_ms[preset] = (time.perf_counter() - began) * 1000 / len(yuv)
-        print_(f"| {size} | {decode_ms:.1f} | {rgb_ms:.1f} | {flow_ms:.1f} | {1000 / (decode_ms + rgb_ms + flow_ms):.0f} | "
-               f"{blend_ms[None]:.1f} | {f'{main_ms:.1f}' if gpu else '-'} | {1000 / main_ms:.0f} | "
-               f"{yuv_ms:.1f} | {encode_ms['veryfast']:.1f} | "
-               f"{encode_ms['medium']:.1f} | {1000 / (yuv_ms + encode_ms['medium']):.0f} |")
+        reader_fps, writer_fps = 1000 / (decode_ms + rgb_ms + flow_ms), 1000 / (yuv_ms + encode_ms["medium"])
+        gpu_cell = f"{main_ms:.1f}" if gpu else "-"
+        print_(f"| {size} | {decode_ms:.1f} | {rgb_ms:.1f} | {flow_ms:.1f} | {reader_fps:.0f} | {blend_ms[None]:.1f} | "
+               f"{gpu_cell} | {1000 / main_ms:.0f} | {yuv_ms:.1f} | {encode_ms['veryfast']:.1f} | "
+               f"{encode_ms['medium']:.1f} | {writer_fps:.0f} |")
 
 
 def timed(stage, items: list) -> tuple[list, float]:

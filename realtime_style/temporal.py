@@ -209,9 +209,10 @@ class _HostBlend:
 class _TorchBlend:
     """The same steps with torch on a device, the previous output kept there.
 
-    A frame crosses the bus twice as uint8 (the styled frame up, the result down); the flow
-    and its weight go up at flow size. On the CPU it matches _HostBlend to within rounding
-    (the test suite runs the stabilizer's tests on both).
+    A frame crosses the bus twice as uint8 (the styled frame up, the result down), through
+    pinned buffers allocated once per frame size; the flow and its weight go up at flow size.
+    On the CPU it matches _HostBlend to within rounding (the test suite runs the stabilizer's
+    tests on both).
     """
 
     _MODES = {cv2.INTER_CUBIC: "bicubic", cv2.INTER_LINEAR: "bilinear"}
@@ -225,35 +226,51 @@ class _TorchBlend:
         self.mode = self._MODES[interpolation]
         self.previous = None  # (1, 3, H, W) float32 on the device
         self._grid: tuple | None = None  # (H, W, pixel grid in grid_sample's [-1, 1], per-pixel scale)
+        self._staging: tuple | None = None  # (frame shape, upload buffer, download buffer) on the host
 
     def holds(self, shape: tuple[int, ...]) -> bool:
         return self.previous is not None and tuple(self.previous.shape[2:]) == tuple(shape[:2])
 
     def __call__(self, styled: np.ndarray, motion: Motion | None) -> np.ndarray:
         torch = self.torch
+        upload, download = self._host_buffers(styled.shape)
+        np.copyto(upload.numpy(), styled)
+        try:
+            with torch.inference_mode():
+                result = upload.to(self.device, non_blocking=True).permute(2, 0, 1)[None].float()
+                if motion is not None:
+                    result = self._blend_in(result, motion)
+                self.previous = result
+                download.copy_(result.round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0), non_blocking=True)
+        finally:  # the copies are asynchronous: done before the buffers are read or refilled, error or not
+            if self.device.type == "cuda":
+                torch.cuda.current_stream(self.device).synchronize()
+        return download.numpy().copy()
+
+    def _blend_in(self, result, motion: Motion):
+        """The warped previous output blended into ``result`` (1, 3, H, W), as _HostBlend does it."""
+        torch = self.torch
         functional = torch.nn.functional
-        h, w = styled.shape[:2]
-        with torch.inference_mode():
-            pixels = np.require(styled, requirements=["C", "W"])  # torch wraps only writable arrays
-            result = torch.from_numpy(pixels).to(self.device).permute(2, 0, 1)[None].float()
-            if motion is not None:
-                scale = motion.scale
-                back, weight = (torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
-                                for a in (motion.flow, motion.weight))
-                back, weight = back.permute(2, 0, 1)[None], weight[None, None]
-                if scale < 1:  # bilinear with half-pixel centres, as cv2.resize
-                    back = functional.interpolate(back, size=(h, w), mode="bilinear", align_corners=False) / scale
-                    weight = functional.interpolate(weight, size=(h, w), mode="bilinear", align_corners=False)
-                base, per_pixel = self._pixel_grid(h, w)
-                grid = base + back.permute(0, 2, 3, 1) * per_pixel
-                # Border padding clamps each tap, as cv2.remap's BORDER_REPLICATE does; same cubic (a = -0.75).
-                moved = functional.grid_sample(self.previous, grid, mode=self.mode, padding_mode="border",
-                                               align_corners=True)
-                repaint = (moved - result).abs().mean(1, keepdim=True)
-                weight = weight * torch.exp(-(repaint / self.repaint_tolerance) ** 2)
-                result = result + weight * (moved - result)
-            self.previous = result
-            return result.round().clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).contiguous().cpu().numpy()
+        h, w = result.shape[2:]
+        back, weight = (torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in (motion.flow, motion.weight))
+        back, weight = back.permute(2, 0, 1)[None], weight[None, None]
+        if motion.scale < 1:  # bilinear with half-pixel centres, as cv2.resize
+            back = functional.interpolate(back, size=(h, w), mode="bilinear", align_corners=False) / motion.scale
+            weight = functional.interpolate(weight, size=(h, w), mode="bilinear", align_corners=False)
+        base, per_pixel = self._pixel_grid(h, w)
+        grid = base + back.permute(0, 2, 3, 1) * per_pixel
+        # Border padding clamps each tap, as cv2.remap's BORDER_REPLICATE does; same cubic (a = -0.75).
+        moved = functional.grid_sample(self.previous, grid, mode=self.mode, padding_mode="border", align_corners=True)
+        repaint = (moved - result).abs().mean(1, keepdim=True)
+        weight = weight * torch.exp(-(repaint / self.repaint_tolerance) ** 2)
+        return result + weight * (moved - result)
+
+    def _host_buffers(self, shape: tuple[int, ...]) -> tuple:
+        if self._staging is None or self._staging[0] != shape:
+            pinned = self.device.type == "cuda"
+            self._staging = (shape, *(self.torch.empty(shape, dtype=self.torch.uint8, pin_memory=pinned)
+                                      for _ in range(2)))
+        return self._staging[1:]
 
     def _pixel_grid(self, h: int, w: int) -> tuple:
         """Every pixel's (x, y) in grid_sample's [-1, 1] (corners aligned), and pixels -> that unit; cached."""
