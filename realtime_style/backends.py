@@ -183,12 +183,20 @@ class OrtGpuBackend:
         return out.numpy().astype(np.float32)
 
     def free_memory(self) -> int | None:
-        """From nvidia-smi: ONNX Runtime does not tell, and importing torch for it would take a CUDA context."""
+        """From nvidia-smi: ONNX Runtime does not tell, and importing torch for it would take a CUDA context.
+
+        nvidia-smi numbers the cards its own way and ignores CUDA_VISIBLE_DEVICES, through which
+        CUDA's device ids map onto its ids (or UUIDs); where that map says nothing, None.
+        """
         import subprocess
 
+        visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+        if "CUDA_VISIBLE_DEVICES" in os.environ and self.device_id >= len(visible):
+            return None
+        card = visible[self.device_id] if visible else str(self.device_id)
         try:
             result = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits",
-                                     "-i", str(self.device_id)], capture_output=True, text=True, timeout=10)
+                                     "-i", card], capture_output=True, text=True, timeout=10)
             return int(result.stdout.split()[0]) * 2**20 if result.returncode == 0 else None
         except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
             return None
@@ -247,7 +255,8 @@ class TorchBackend:
             np.copyto(buffers.small.numpy(), small)
         try:
             if self.cuda_graphs:
-                self._graph(shapes).replay()
+                with self.torch.cuda.device(self.device):  # a graph captures and replays on the current GPU
+                    self._graph(shapes).replay()
             else:
                 with self.torch.inference_mode():
                     self._device_steps(buffers)

@@ -260,8 +260,8 @@ def host_work(sizes: tuple[str, ...], tmp: Path | None = None, print_=print) -> 
             return host_work(sizes, Path(folder), print_)
 
     gpu = "cuda" if torch_has_cuda() else None  # where the torch backend runs the net, the blend runs beside it
-    print_("\nThe video pipeline's own work per frame, each stage alone: the reader decodes and tracks the flow,"
-           "\nthe main thread runs the net and the stabilizer's blend, the writer encodes; the slowest bounds the rate.")
+    print_("\nThe video pipeline's own work per frame, each stage alone: the reader decodes and tracks the flow,\n"
+           "the main thread runs the net and the stabilizer's blend, the writer encodes; the slowest bounds the rate.")
     print_("\n| size | decode ms | to RGB ms | flow ms | reader fps | blend ms | blend on GPU ms | "
            "main fps, net aside | to YUV ms | x264 veryfast ms | x264 medium ms | writer fps (medium) |")
     print_("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -200,7 +200,7 @@ class _HostBlend:
                 weight = cv2.resize(weight, (w, h), interpolation=cv2.INTER_LINEAR)
             moved = warp(self.previous, back, self.interpolation)
             repaint = cv2.transform(cv2.absdiff(moved, result), _RGB_MEAN).reshape(h, w)
-            weight *= np.exp(-(repaint / self.repaint_tolerance) ** 2)
+            weight = weight * np.exp(-(repaint / self.repaint_tolerance) ** 2)  # not in place: motion's own
             result = cv2.blendLinear(result, moved, 1.0 - weight, weight)  # (1 - w) current + w moved
         self.previous = result
         return cv2.convertScaleAbs(result)  # round and saturate to uint8

@@ -175,11 +175,12 @@ def tag_colors(stream, matrix: int, source=None) -> None:
     """Tag an output stream with the matrix its frames are written in (and the source's primaries and
     transfer, where the source names them), so players need not guess."""
     context = stream.codec_context
-    context.colorspace, context.color_range = matrix, int(ColorRange.MPEG)
+    # BT.2020's constant-luminance variant (10) is converted with its non-constant matrix (9), so say 9.
+    context.colorspace, context.color_range = (9 if matrix == 10 else matrix), int(ColorRange.MPEG)
     if source is not None:
         for name in ("color_primaries", "color_trc"):
             value = getattr(source.codec_context, name)
-            if value not in (None, 2):  # 2: unspecified
+            if value not in (None, 0, 2):  # 0: reserved, 2: unspecified
                 setattr(context, name, value)
 
 

@@ -103,6 +103,18 @@ def test_the_torch_blend_matches_the_host_blend(photo):
     assert np.abs(a - styled[-1]).mean() > 3  # and both did blend
 
 
+@pytest.mark.parametrize("device", BLENDS)
+def test_a_tracked_motion_is_blended_without_being_changed(photo, device):
+    """`rtstyle video` tracks on one thread and blends on another: the motion handed over stays as it was."""
+    frames = panning(photo, frames=2)  # under the flow's width: the motion is at full size, no copy between
+    stabilize = Stabilizer(device=device)
+    stabilize.blend(frames[0], stabilize.track(frames[0]))
+    motion = stabilize.track(frames[1])
+    weight = motion.weight.copy()
+    stabilize.blend(np.ascontiguousarray(255 - frames[1]), motion)  # repainted everywhere: the gate acts
+    assert np.array_equal(motion.weight, weight)
+
+
 def test_rtstyle_video_is_stabilized_by_default(tmp_path, photo):
     """A still scene with sensor noise: the default output changes less from frame to frame than with it off."""
     still = np.ascontiguousarray(photo[:96, :128])

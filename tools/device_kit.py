@@ -184,7 +184,7 @@ def pack_perf() -> str:
     reset_carry()
     hidden = hide_models(keep=PERF_MODELS)
     fetched = subprocess.run([sys.executable, "-m", "pip", "download", "-q", *WHEEL_ARGS, "-d",
-                              str(CARRY / "wheels"), "av>=14"], capture_output=True, text=True)
+                              str(CARRY / "wheels"), "av>=18"], capture_output=True, text=True)
     if fetched.returncode:
         raise UserError("pip could not download PyAV's wheel for Python 3.12: "
                         + (fetched.stderr.strip().splitlines() or ["no message"])[-1])
