@@ -28,9 +28,10 @@ import time
 from pathlib import Path
 
 import torch
-from temporal import SHARED
+from temporal import ROOT, SHARED
 
 from realtime_style.backends import net_from_onnx
+from realtime_style.errors import UserError
 from realtime_style.gatys import GatysConfig, run_gatys
 from realtime_style.images import load_image, resize_long_side, save_image, to_uint8
 from realtime_style.losses import LossWeights, PerceptualLoss
@@ -46,7 +47,7 @@ SYMMETRY_NOISE = 1e-3     # widened copies get this x the weights' std of noise,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photo", type=Path, required=True)
-    parser.add_argument("--model", type=Path, default=Path("models/mosaic.onnx"),
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "mosaic.onnx",
                         help="the starting net; its metadata gives the loss weights and the painting")
     parser.add_argument("--paintings", type=Path, default=SHARED / "styles")
     parser.add_argument("--long-side", type=int, default=512)
@@ -60,12 +61,15 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
-    net, meta = net_from_onnx(args.model)
+    try:
+        net, meta = net_from_onnx(args.model)
+        painting = load_image(args.paintings / f"{meta['style_image']}.jpg").rgb
+        photo = resize_long_side(load_image(args.photo).rgb, args.long_side)
+    except UserError as exc:
+        parser.error(str(exc))
     loss_fn = PerceptualLoss(load_vgg19(), LossWeights.from_dict(json.loads(meta["loss"])))
-    painting = load_image(args.paintings / f"{meta['style_image']}.jpg").rgb
     style_size = int(json.loads(meta["train_config"]).get("style_size", 512))
     grams = loss_fn.style_targets(image_to_tensor(resize_long_side(painting, style_size)))
-    photo = resize_long_side(load_image(args.photo).rgb, args.long_side)
     x = image_to_tensor(photo)
     content = loss_fn.content_targets(x)
 
