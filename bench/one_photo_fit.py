@@ -22,6 +22,7 @@ optimisation on the same photo first and prints its terms at iterations 10, 50 a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -53,6 +54,8 @@ def main() -> None:
     parser.add_argument("--long-side", type=int, default=512)
     parser.add_argument("--widen", action="store_true", help="double every layer's channels")
     parser.add_argument("--deepen", type=int, default=0, help="add this many residual blocks")
+    parser.add_argument("--content-weight", type=float,
+                        help="instead of the model's own: the objective with another balance (both sides)")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
@@ -67,7 +70,10 @@ def main() -> None:
         photo = resize_long_side(load_image(args.photo).rgb, args.long_side)
     except UserError as exc:
         parser.error(str(exc))
-    loss_fn = PerceptualLoss(load_vgg19(), LossWeights.from_dict(json.loads(meta["loss"])))
+    weights = LossWeights.from_dict(json.loads(meta["loss"]))
+    if args.content_weight is not None:
+        weights = dataclasses.replace(weights, content=args.content_weight)
+    loss_fn = PerceptualLoss(load_vgg19(), weights)
     style_size = int(json.loads(meta["train_config"]).get("style_size", 512))
     grams = loss_fn.style_targets(image_to_tensor(resize_long_side(painting, style_size)))
     x = image_to_tensor(photo)
