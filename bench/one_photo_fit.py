@@ -62,6 +62,8 @@ def main() -> None:
     parser.add_argument("--gatys-iters", type=int, default=0)
     parser.add_argument("--save", type=Path, help="write the fit net's output here")
     args = parser.parse_args()
+    if args.steps < 1 or args.deepen < 0 or args.gatys_iters < 0:
+        parser.error("--steps must be at least 1, --deepen and --gatys-iters at least 0")
 
     torch.manual_seed(args.seed)
     try:
@@ -82,8 +84,10 @@ def main() -> None:
     if args.gatys_iters:
         config = GatysConfig(iters=args.gatys_iters, size=args.long_side, style_size=style_size)
         result = run_gatys(photo, painting, loss_fn, config, torch.device("cpu"), progress=False)
-        for n in sorted({10, 50, args.gatys_iters} & set(range(1, len(result.history) + 1))):
-            print(f"Gatys, iteration {n}:", rounded(result.history[n - 1]), flush=True)
+        for n in sorted({10, 50, args.gatys_iters} & set(range(1, args.gatys_iters + 1))):
+            # indexed as bench/quality.py does, so the two print the same values
+            print(f"Gatys, {n} iterations:", rounded(result.history[min(n, len(result.history) - 1)]),
+                  flush=True)
     if args.widen:
         net = widened(net, torch.Generator().manual_seed(args.seed))
     if args.deepen:
