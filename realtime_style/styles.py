@@ -43,8 +43,12 @@ def model_dirs() -> list[Path]:
 
 
 def shipped_models_dir() -> Path:
-    import realtime_style.models
-
+    """The package's models; in a checkout that is not installed (PYTHONPATH=., as on the GPU
+    machine of docs/training.md), the repository's models/ folder, which installs as that package."""
+    try:
+        import realtime_style.models
+    except ImportError:
+        return Path(__file__).resolve().parent.parent / "models"
     return Path(realtime_style.models.__file__).parent
 
 

@@ -135,6 +135,8 @@ def test_recipe_comes_from_the_shipped_model():
     assert lite["style"] == "styles/wave.jpg" and lite["arch"] == "lite" and lite["color_skip_start"] == 0.25
     with pytest.raises(UserError, match="no shipped model"):
         kit.recipe("no_such_style")
+    with pytest.raises(UserError, match="--lr 2.0"):  # refused before anything is packed or hidden
+        kit.pack_train(["candy"], lr=2.0)
 
 
 @pytest.mark.vgg
@@ -157,12 +159,18 @@ def test_device_trainer_trains_stops_at_the_deadline_and_exports(half_weights, t
     (carry / "init").mkdir()  # the short one goes on from the shipped standard net, as `--init-from models` packs it
     (carry / "init" / "short.onnx").symlink_to(ROOT / "models" / "mosaic.onnx")
     recipes[0]["init_from"] = "init/short.onnx"
+    recipes[0]["lr"] = 5e-4  # as `device_kit.py train --lr` packs it
     (carry / "recipes.json").write_text(json.dumps(recipes))
     out = tmp_path / "out"
+    # As on the GPU machine: no PyAV (a module of that name that fails to import stands first on the path).
+    (tmp_path / "no_pyav" / "av").mkdir(parents=True)
+    (tmp_path / "no_pyav" / "av" / "__init__.py").write_text("raise ImportError('no PyAV on the GPU machine')\n")
+    path = os.pathsep.join(filter(None, [str(tmp_path / "no_pyav"), os.environ.get("PYTHONPATH")]))
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "device_train.py"), "--carry", str(carry),
                              "--work", str(tmp_path / "work"), "--out", str(out), "--minutes", "0.4",
                              "--device", "cpu", "--workers", "0", "--checkpoint-every", "5"],
-                            capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path})
     assert result.returncode == 0, result.stdout + result.stderr
     with tarfile.open(out / "models.tar") as tar:
         assert sorted(tar.getnames()) == ["long.onnx", "short.onnx"]
@@ -171,6 +179,7 @@ def test_device_trainer_trains_stops_at_the_deadline_and_exports(half_weights, t
 
     short, long = (read_metadata(tmp_path / "models" / f"{n}.onnx") for n in ("short", "long"))
     assert short["train_steps"] == "2" and short["style_license"] == "test licence"
+    assert json.loads(short["train_config"])["lr"] == 5e-4 and json.loads(long["train_config"])["lr"] == 1e-3
     shipped = read_metadata(ROOT / "models" / "mosaic.onnx")
     assert int(short["train_steps_total"]) == int(shipped["train_steps_total"]) + 2
     assert 2 < int(long["train_steps"]) < 100_000 and long["train_size"] == "32"

@@ -57,3 +57,17 @@ def test_it_paints(path: Path):
     styled = StyleEngine(path, device="cpu").stylize(photo)
     assert styled.shape == photo.shape and styled.dtype == np.uint8
     assert np.abs(styled.astype(np.float32) - photo).mean() > 10
+
+
+def test_found_from_a_checkout_that_is_not_installed(monkeypatch):
+    """As on the GPU machine (PYTHONPATH=., no pip install): models/ installs as realtime_style.models,
+    so that package is missing there, and bench/perf.py once timed nothing for want of a model."""
+    import sys
+
+    from realtime_style.styles import installed_styles
+
+    monkeypatch.setitem(sys.modules, "realtime_style.models", None)  # importing it now raises ImportError
+    checkout_models = Path(__file__).resolve().parent.parent / "models"
+    assert shipped_models_dir() == checkout_models
+    found = {style.name: style.path for style in installed_styles()}
+    assert found["mosaic"].parent == checkout_models and "mosaic_lite" in found

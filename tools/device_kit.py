@@ -144,11 +144,17 @@ def pack_photos(folder: Path, budget: int, seed: int = 0) -> tuple[int, int]:
     return count, used
 
 
-def pack_train(styles: list[str], init_from: Path | None = None) -> str:
-    """``init_from``: a folder of models (NAME.onnx) the runs start from instead of random weights."""
+def pack_train(styles: list[str], init_from: Path | None = None, lr: float | None = None) -> str:
+    """``init_from``: a folder of models (NAME.onnx) the runs start from instead of random weights;
+    ``lr``: every run's learning rate instead of tools/train.py's default (1e-3)."""
     from realtime_style.weights import HALF_FILE, write_half_copy
 
     recipes = [recipe(style) for style in styles]  # checks the names before anything changes
+    if lr is not None:
+        if not 0 < lr < 1:
+            raise UserError(f"--lr {lr}: give a learning rate between 0 and 1, such as 5e-4")
+        for r in recipes:
+            r["lr"] = lr
     if init_from is not None:
         for r in recipes:
             if not (init_from / f"{r['name']}.onnx").is_file():
@@ -160,7 +166,7 @@ def pack_train(styles: list[str], init_from: Path | None = None) -> str:
         if not painting.is_file():
             raise UserError(f"no style image {painting}")
     reset_carry()
-    hidden = hide_models(keep=PERF_MODELS)  # the model-only timings run first
+    hidden = hide_models(keep=PERF_MODELS)  # the default style stays, for a quick check there
     write_half_copy(CARRY / HALF_FILE)
     (CARRY / "styles").mkdir()
     for painting in paintings:
@@ -174,10 +180,10 @@ def pack_train(styles: list[str], init_from: Path | None = None) -> str:
     count, used = pack_photos(CARRY / "train", budget)
     print(f"packed {len(styles)} recipes, VGG19 in fp16 and {count} training photos ({used / 1e6:.1f} MB); "
           f"{len(hidden)} models hidden, {', '.join(PERF_MODELS)} travel")
-    # A minute of model-only timings (issue 7's GPU rows), then the training.
-    return ("export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD; nvidia-smi -L; "
-            "timeout 60 python3 bench/perf.py --model-only 2>&1 | tee $OUT/perf.md; "
-            "python3 bench/device_train.py --minutes 5.5 --out $OUT")
+    # The GPU's load every 10 s beside the training (on 2026-12-04 four runs kept it at 100 %).
+    return ("export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD; nvidia-smi -L; (nvidia-smi --query-gpu=timestamp,"
+            "utilization.gpu,memory.used --format=csv -l 10 > $OUT/gpu_util.csv 2>&1 &); "
+            "python3 bench/device_train.py --minutes 7 --out $OUT")
 
 
 def pack_perf() -> str:
@@ -209,6 +215,8 @@ def main() -> int:
     train.add_argument("--init-from", type=Path, metavar="DIR",
                        help="start each run from DIR/NAME.onnx (models/, or the models.tar of an earlier call, "
                             "unpacked), instead of random weights")
+    train.add_argument("--lr", type=float, help="learning rate of every run (default: tools/train.py's, 1e-3; "
+                                                "candy's run broke down at that rate after 2,700 steps)")
     sub.add_parser("perf", help="bench/perf.py's GPU rows and end-to-end runs")
     sub.add_parser("restore", help="put the models hidden by a packing back in git's index")
     args = parser.parse_args()
@@ -217,7 +225,7 @@ def main() -> int:
         return 0
     refuse_if_hidden()  # before the try below, whose restore would un-hide the earlier packing's models
     try:
-        command = pack_train(args.styles, args.init_from) if args.plan == "train" else pack_perf()
+        command = pack_train(args.styles, args.init_from, args.lr) if args.plan == "train" else pack_perf()
         total = travelling_bytes() + folder_bytes(CARRY)
         if total > LIMIT:
             raise UserError(f"{total / 2**20:.1f} MiB would travel, over the 64 MiB a call takes")
