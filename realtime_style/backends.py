@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -203,16 +204,22 @@ class OrtGpuBackend:
 
 
 class TorchBackend:
-    """The net rebuilt in PyTorch from the ONNX file's weights (fp16 on CUDA)."""
+    """The net rebuilt in PyTorch from the ONNX file's weights, in float32 unless ``half``.
 
-    def __init__(self, path: str | os.PathLike, device: str, half: bool | None = None, cuda_graphs: bool = False):
+    Float32 on CUDA too: on an H200 (2026-12-04, `python bench/perf.py --model-only`) it was as fast
+    as fp16 with channels_last or faster at 640x480, and 1.1-1.5x faster at 1280x720 and 1920x1080,
+    for both nets, with and without CUDA graphs. On a GPU, `stylize_frames` replays a CUDA graph per
+    frame shape: there it gave the same pixels and was 1.02-2.5x faster (docs/performance.md, "The
+    GPU path").
+    """
+
+    def __init__(self, path: str | os.PathLike, device: str, half: bool = False, cuda_graphs: bool = True):
         from realtime_style.errors import require_torch
 
         torch = require_torch("--backend torch")
         net, _ = net_from_onnx(path)
         self.torch = torch
         self.device = torch.device(device)
-        half = self.device.type == "cuda" if half is None else half
         self.dtype = torch.float16 if half else torch.float32
         self.net = net.eval().to(self.device, self.dtype)
         if self.device.type == "cuda":
@@ -254,9 +261,10 @@ class TorchBackend:
         if small is not None:
             np.copyto(buffers.small.numpy(), small)
         try:
-            if self.cuda_graphs:
+            graph = self._graph_or_none(shapes) if self.cuda_graphs else None
+            if graph is not None:
                 with self.torch.cuda.device(self.device):  # a graph captures and replays on the current GPU
-                    self._graph(shapes).replay()
+                    graph.replay()
             else:
                 with self.torch.inference_mode():
                     self._device_steps(buffers)
@@ -287,12 +295,21 @@ class TorchBackend:
         styled = pixels.add_(weights * (styled - pixels)).mul_(255).add_(0.5).clamp_(0, 255)
         buffers.result.copy_(styled.to(torch.uint8).permute(0, 2, 3, 1), non_blocking=True)
 
-    def _graph(self, shapes: tuple):
-        """A CUDA graph of `_device_steps` for these frame shapes: every copy and kernel, one launch.
+    def _graph_or_none(self, shapes: tuple):
+        """The graph, or None from here on where the capture fails: the plain path does the same work."""
+        try:
+            with self.torch.cuda.device(self.device):
+                return self._graph(shapes)
+        except RuntimeError as exc:
+            self.cuda_graphs = False
+            self._graphs.clear()
+            warnings.warn(f"CUDA graph capture failed ({str(exc).splitlines()[0][:160]}); running without",
+                          RuntimeWarning, stacklevel=3)
+            return None
 
-        Opt-in (``cuda_graphs=True``; `rtstyle bench` times it on a GPU) until a GPU run shows
-        what it buys: the net's ~80 kernel launches cost the CPU time a small frame may not have.
-        """
+    def _graph(self, shapes: tuple):
+        """A CUDA graph of `_device_steps` for these frame shapes: every copy and kernel, one launch
+        (the net's ~80 kernel launches cost the CPU time a small frame may not have)."""
         if shapes not in self._graphs:
             torch = self.torch
             buffers = self._buffers(*shapes)
