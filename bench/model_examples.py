@@ -3,6 +3,7 @@
     python bench/model_examples.py models/mosaic.onnx --painting ../shared/data/styles/mosaic.jpg \
         --photos ../shared/data/eval/kodak24/kodim23.png ../shared/data/eval/kodak24/kodim05.png \
         --out docs/img/mosaic_examples.jpg
+    python bench/model_examples.py NEW.onnx --before OLD.onnx ...   # photo | painting | old | new
 
 Runs the model through the runtime's engine (ONNX Runtime), and also reports the loss of each
 result under the model's own training objective, next to the loss of the unchanged photo.
@@ -28,28 +29,33 @@ def main() -> None:
     parser.add_argument("--photos", nargs="+", required=True)
     parser.add_argument("--long-side", type=int, default=512)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--before", metavar="MODEL", help="an earlier model of the style, pictured before this one")
     args = parser.parse_args()
 
-    engine = StyleEngine(args.model, device="cpu")
-    meta = engine.metadata
-    print(f"{args.model}: {meta.get('arch')} net, {meta.get('train_steps')} steps, "
-          f"fp16 PSNR {meta.get('fp16_psnr_db')} dB")
+    engines = [StyleEngine(path, device="cpu") for path in filter(None, [args.before, args.model])]
+    for path, engine in zip(filter(None, [args.before, args.model]), engines):
+        meta = engine.metadata
+        print(f"{path}: {meta.get('arch')} net, {meta.get('train_steps_total')} steps, "
+              f"fp16 PSNR {meta.get('fp16_psnr_db')} dB")
     painting = load_image(args.painting).rgb
-    rows, results = [], []
+    rows, results = [], [[] for _ in engines]
     for path in args.photos:
         photo = resize_long_side(load_image(path).rgb, args.long_side)
-        result = engine.stylize(photo)
-        results.append((Path(path).stem, photo, result))
         art = np.asarray(Image.fromarray(painting).resize(
             (round(painting.shape[1] * photo.shape[0] / painting.shape[0]), photo.shape[0]),
             Image.Resampling.LANCZOS))
         gap = np.full((photo.shape[0], 4, 3), 255, np.uint8)
-        rows.append(np.concatenate([photo, gap, art, gap, result], axis=1))
+        row = [photo, gap, art]
+        for engine, found in zip(engines, results):
+            found.append((Path(path).stem, photo, engine.stylize(photo)))
+            row += [gap, found[-1][2]]
+        rows.append(np.concatenate(row, axis=1))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     save_image(args.out, np.concatenate(rows, axis=0), quality=85)
     print(f"wrote {args.out}")
-    _report_losses(meta, painting, results)
+    for engine, found in zip(engines, results):  # each on its own objective (the same where the weights are)
+        _report_losses(engine.metadata, painting, found)
 
 
 def _report_losses(meta: dict, painting: np.ndarray, results: list) -> None:
