@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from realtime_style.engine import StyleEngine
+from realtime_style.errors import UserError
 from realtime_style.images import load_image, resize_long_side, save_image
 
 
@@ -95,4 +97,7 @@ def model_objective(meta: dict, painting: np.ndarray):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as exc:  # a missing or unreadable model, painting or photo: one line, no traceback
+        sys.exit(f"model_examples.py: error: {exc}")
