@@ -362,6 +362,30 @@ def test_ddp_two_processes_on_gloo(workdir: Path):
     assert len(rows) == 1 + steps
 
 
+def test_loss_watch_stops_a_breakdown_not_a_bump():
+    """The breakdown stop (tools/train.py LossWatch) on loss curves shaped like the H200 runs'."""
+    spec = importlib.util.spec_from_file_location("train_script", TRAIN)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rng = np.random.default_rng(0)
+
+    def first_alarm(curve) -> int | None:
+        watch = script.LossWatch(window=100, factor=2.0)
+        return next((i for i, total in enumerate(curve) if watch.add(float(total))), None)
+
+    falling = 300 * np.exp(-np.arange(2000) / 150) + 100          # a run learning, then flat
+    noisy = falling * rng.uniform(0.6, 1.4, falling.size)          # single steps vary by 40 % and more
+    assert first_alarm(noisy) is None
+    bump = noisy.copy()
+    bump[1400:1500] *= 1.36                                        # starry_night's spike, which recovered
+    assert first_alarm(bump) is None
+    broken = noisy.copy()
+    broken[1500:] *= np.linspace(1, 8, 500)                        # candy's: up and up
+    alarm = first_alarm(broken)
+    assert alarm is not None and 1500 < alarm < 1800
+    assert first_alarm(noisy[:99] * 10) is None                    # no verdict before a whole window
+
+
 def test_nonfinite_loss_stops_without_saving(workdir: Path):
     result = train(workdir, *fresh(workdir, "blowup", "--steps", "5", "--workers", "0",
                                    "--style-weight", "1e38"))

@@ -21,6 +21,7 @@ Helpers (logging, plots, previews) follow main().
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import csv
 import json
@@ -96,6 +97,12 @@ RUN_DEFINING = ("name", "arch", "batch_size", "size", "style_size", "lr", "conte
                 "color_skip_start", "warmup_steps")
 # --lr-schedule cosine ends at this fraction of --lr.
 FINAL_LR_FRACTION = 0.1
+# A run whose mean loss over BREAKDOWN_WINDOW steps rises above BREAKDOWN_FACTOR times its best such
+# mean has broken down and stops, keeping its last checkpoint: on an H200 (2026-12-04) candy's run at
+# --lr 1e-3 went from 105 over steps 1,400-1,499 to 202, 251 and 726 over the hundreds from 2,700,
+# and its checkpoint of step 3,189, saved at the deadline, painted nothing useful. This factor stops
+# it at step 2,808; starry_night's run beside it rose 1.36x for a hundred steps and recovered.
+BREAKDOWN_WINDOW, BREAKDOWN_FACTOR = 100, 2.0
 # --init-from runs warm up over this many steps unless told otherwise: on 300-step lite fine-tunes of
 # six styles it was as good or better on every one (docs/training.md, "Shipped (2026-12-03)").
 INIT_FROM_WARMUP_STEPS = 30
@@ -332,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     batches = iter(loader)
     decode_failures = 0
     last_saved = step if resuming else None
+    loss_watch = LossWatch()
     images_per_s = 0.0
     tick = time.perf_counter()
     while step < total_steps:
@@ -362,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
             kept = f"{ckpt_file} (step {last_saved}) is kept" if last_saved is not None else "no checkpoint was saved"
             raise UserError(f"the loss became {total} at step {step + 1} (content {content:.4g}, style "
                             f"{style_loss:.4g}, tv {tv:.4g}); stopped, {kept}. Try a lower --lr")
+        if loss_watch.add(total):
+            bar.close()
+            kept = f"{ckpt_file} (step {last_saved}) is kept" if last_saved is not None else "no checkpoint was saved"
+            raise UserError(f"the loss broke down at step {step + 1}: {loss_watch.mean:.4g} on average over the "
+                            f"last {loss_watch.window} steps, against {loss_watch.best:.4g} at best; stopped, {kept}. "
+                            "Try a lower --lr")
         optimizer.zero_grad(set_to_none=True)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step, total_steps)
@@ -580,6 +594,25 @@ class StopRequest:
         self.signal = signum
         print(f"\n{signal.Signals(signum).name}: finishing this step, then saving a checkpoint "
               "(Ctrl-C again to abort without saving)", file=sys.stderr, flush=True)
+
+
+class LossWatch:
+    """The mean loss over a sliding window of steps, and whether it has broken down (risen above
+    ``factor`` times the lowest such mean). A mean, not a step: single steps vary by half and more."""
+
+    def __init__(self, window: int = BREAKDOWN_WINDOW, factor: float = BREAKDOWN_FACTOR):
+        self.window, self.factor = window, factor
+        self.recent: collections.deque[float] = collections.deque(maxlen=window)
+        self.mean = self.best = math.inf
+
+    def add(self, total: float) -> bool:
+        """Count one step's loss; True once the run has broken down."""
+        self.recent.append(total)
+        if len(self.recent) < self.window:
+            return False
+        self.mean = sum(self.recent) / self.window
+        self.best = min(self.best, self.mean)
+        return self.mean > self.factor * self.best
 
 
 class LossLog:
