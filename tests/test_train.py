@@ -383,6 +383,9 @@ def test_loss_watch_stops_a_breakdown_not_a_bump():
     broken[1500:] *= np.linspace(1, 8, 500)                        # candy's: up and up
     alarm = first_alarm(broken)
     assert alarm is not None and 1500 < alarm < 1800
+    watch = script.LossWatch(window=100, factor=2.0, rising_factor=1.25)
+    rising = [step for step, total in enumerate(broken) if not watch.add(float(total)) and watch.rising]
+    assert rising and 1500 < rising[0] < alarm  # periodic checkpoints stop before the run does
     assert first_alarm(noisy[:99] * 10) is None                    # no verdict before a whole window
 
 

@@ -103,6 +103,7 @@ FINAL_LR_FRACTION = 0.1
 # and its checkpoint of step 3,189, saved at the deadline, painted nothing useful. This factor stops
 # it at step 2,808; starry_night's run beside it rose 1.36x for a hundred steps and recovered.
 BREAKDOWN_WINDOW, BREAKDOWN_FACTOR = 100, 2.0
+RISING_FACTOR = 1.25  # above this (and below the breakdown), periodic checkpoints wait
 # --init-from runs warm up over this many steps unless told otherwise: on 300-step lite fine-tunes of
 # six styles it was as good or better on every one (docs/training.md, "Shipped (2026-12-03)").
 INIT_FROM_WARMUP_STEPS = 30
@@ -401,7 +402,10 @@ def main(argv: list[str] | None = None) -> int:
                 grid = save_preview(net, previews, out_dir / "previews" / f"step_{step:06d}.png", memory_format)
                 if tensorboard:
                     tensorboard.add_image("preview", grid, step, dataformats="HWC")
-            if step % config["checkpoint_every"] == 0 or step == total_steps or stopping:
+            # A periodic save waits while the loss is well above its best (a breakdown may be starting:
+            # the checkpoint from before it is the one to keep); the last save and a stop's always happen.
+            periodic = step % config["checkpoint_every"] == 0 and not loss_watch.rising
+            if periodic or step == total_steps or stopping:
                 if not all(torch.isfinite(p).all() for p in net.parameters()):  # never save a broken net
                     kept = f"{ckpt_file} (step {last_saved}) is kept" if last_saved is not None else "nothing saved"
                     raise UserError(f"the weights became NaN/inf at step {step}; stopped, {kept}. Try a lower --lr")
@@ -600,8 +604,9 @@ class LossWatch:
     """The mean loss over a sliding window of steps, and whether it has broken down (risen above
     ``factor`` times the lowest such mean). A mean, not a step: single steps vary by half and more."""
 
-    def __init__(self, window: int = BREAKDOWN_WINDOW, factor: float = BREAKDOWN_FACTOR):
-        self.window, self.factor = window, factor
+    def __init__(self, window: int = BREAKDOWN_WINDOW, factor: float = BREAKDOWN_FACTOR,
+                 rising_factor: float = RISING_FACTOR):
+        self.window, self.factor, self.rising_factor = window, factor, rising_factor
         self.recent: collections.deque[float] = collections.deque(maxlen=window)
         self.mean = self.best = math.inf
 
@@ -613,6 +618,11 @@ class LossWatch:
         self.mean = sum(self.recent) / self.window
         self.best = min(self.best, self.mean)
         return self.mean > self.factor * self.best
+
+    @property
+    def rising(self) -> bool:
+        """Well above the best mean: a bump, or the start of a breakdown."""
+        return self.mean > self.rising_factor * self.best
 
 
 class LossLog:
