@@ -373,10 +373,14 @@ def main(argv: list[str] | None = None) -> int:
                             f"{style_loss:.4g}, tv {tv:.4g}); stopped, {kept}. Try a lower --lr")
         if loss_watch.add(total):
             bar.close()
-            kept = f"{ckpt_file} (step {last_saved}) is kept" if last_saved is not None else "no checkpoint was saved"
+            if last_saved is None:
+                kept, advice = "no checkpoint was saved", "Try a lower --lr"
+            else:
+                kept = f"{ckpt_file} (step {last_saved}) is kept"
+                advice = f"Go on at a lower rate in a new run: --init-from {ckpt_file} --lr {config['lr'] / 2:g}"
             raise UserError(f"the loss broke down at step {step + 1}: {loss_watch.mean:.4g} on average over the "
                             f"last {loss_watch.window} steps, against {loss_watch.best:.4g} at best; stopped, {kept}. "
-                            "Try a lower --lr")
+                            + advice)
         optimizer.zero_grad(set_to_none=True)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step, total_steps)
