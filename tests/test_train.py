@@ -389,6 +389,39 @@ def test_loss_watch_stops_a_breakdown_not_a_bump():
     assert first_alarm(noisy[:99] * 10) is None                    # no verdict before a whole window
 
 
+def test_a_breakdown_stops_the_run_and_keeps_the_checkpoint_from_before(workdir: Path):
+    """tools/train.py's own loop, with a LossWatch that reports a breakdown at step 7."""
+    driver = workdir / "breakdown_driver.py"
+    driver.write_text(f"""import importlib.util, sys
+spec = importlib.util.spec_from_file_location("train_script", {str(TRAIN)!r})
+train = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train)
+
+class BreaksAtSeven(train.LossWatch):
+    rising = False
+    def add(self, total):
+        super().add(total)
+        self.steps = getattr(self, "steps", 0) + 1
+        return self.steps >= 7
+
+train.LossWatch = BreaksAtSeven
+try:
+    sys.exit(train.main(sys.argv[1:]))
+except train.UserError as exc:
+    print("train.py: error:", exc, file=sys.stderr)
+    sys.exit(1)
+""")
+    args = fresh(workdir, "breakdown", "--steps", "20", "--workers", "0", "--lr", "1e-3")
+    result = subprocess.run([sys.executable, str(driver), *args], cwd=workdir, env=subprocess_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("train.py: error: the loss broke down at step 7"), last
+    ckpt = workdir / "runs" / "breakdown" / "checkpoint.pt"
+    assert f"{ckpt.relative_to(workdir)} (step 5) is kept" in last and "--lr 0.0005" in last, last
+    assert load_checkpoint(ckpt)["step"] == 5
+
+
 def test_nonfinite_loss_stops_without_saving(workdir: Path):
     result = train(workdir, *fresh(workdir, "blowup", "--steps", "5", "--workers", "0",
                                    "--style-weight", "1e38"))
