@@ -34,8 +34,9 @@ def main() -> None:
     parser.add_argument("--before", metavar="MODEL", help="an earlier model of the style, pictured before this one")
     args = parser.parse_args()
 
-    engines = [StyleEngine(path, device="cpu") for path in filter(None, [args.before, args.model])]
-    for path, engine in zip(filter(None, [args.before, args.model]), engines):
+    paths = [path for path in (args.before, args.model) if path]
+    engines = [StyleEngine(path, device="cpu") for path in paths]
+    for path, engine in zip(paths, engines):
         meta = engine.metadata
         print(f"{path}: {meta.get('arch')} net, {meta.get('train_steps_total')} steps, "
               f"fp16 PSNR {meta.get('fp16_psnr_db')} dB")

@@ -12,6 +12,7 @@ operators and kernels are printed by their own device time (CPU time without a G
 
 from __future__ import annotations
 
+import argparse
 import runpy
 import sys
 from pathlib import Path
@@ -24,12 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
-    args = sys.argv[1:]
-    wait = 60
-    if "--profile-wait" in args:
-        at = args.index("--profile-wait")
-        wait = int(args[at + 1])
-        del args[at:at + 2]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=False)
+    parser.add_argument("--profile-wait", type=int, default=60, help="steps before the profiled ones")
+    known, args = parser.parse_known_args()  # the rest goes to tools/train.py, --help too
+    wait = known.profile_wait
+    if wait < 0:
+        parser.error("--profile-wait must be 0 or more")
     on_gpu = torch.cuda.is_available()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
     profiler = profile(activities=activities, schedule=schedule(wait=wait, warmup=5, active=10, repeat=1))
