@@ -33,7 +33,8 @@ stage() {  # weight painting init steps style_weight name
         --display-name "$(meta "$painting" display_name)" --style-credit "$(meta "$painting" style_credit)" \
         --style-license "$(meta "$painting" style_license)" \
         --arch lite --data "$PHOTOS" --steps "$steps" --size 128 --init-from "$init" \
-        --style-weight "$style_weight" --lr-schedule cosine --temporal-weight "$weight" --warmup-steps 0 --workers 1 \
+        --style-weight "$style_weight" --lr-schedule cosine --temporal-weight "$weight" \
+        --temporal-batch 0 --warmup-steps 0 --workers 1 \
         --out-dir "runs/st_${name}_tw$weight" --overwrite --no-export > "runs/logs/st_${name}_tw$weight.log" 2>&1
     rtstyle export "runs/st_${name}_tw$weight/checkpoint.pt" "$OUT/${name}_lite_tw$weight.onnx" --overwrite
 }

@@ -64,12 +64,16 @@ def paste_patch(images: torch.Tensor, generator: torch.Generator) -> tuple[torch
 
 
 def stability_loss(net, images: torch.Tensor, output: torch.Tensor, generator: torch.Generator,
-                   mode: str = "motion") -> torch.Tensor:
+                   mode: str = "motion", images_used: int | None = None) -> torch.Tensor:
     """Mean squared difference between f(T(x) + noise) and T(f(x)) on the pixels T leaves comparable.
 
     T is a small motion ("motion"), nothing ("noise": f(x + noise) against f(x)), or a patch of
     another photo pasted in ("local": the output away from the patch must not change).
+    ``images_used`` takes the term on the first N images of the batch only: its extra pass of the
+    style net is most of its cost, and instance norm keeps the images independent.
     """
+    if images_used is not None and images_used < images.shape[0]:
+        images, output = images[:images_used], output[:images_used]
     if mode == "motion":
         theta = random_motion(images.shape[0], generator, images.device)
         moved_images, inside = move(images, theta)

@@ -188,6 +188,28 @@ def test_stability_loss_falls_on_a_tiny_run(mode):
 
 
 @pytest.mark.parametrize("mode", ["motion", "noise", "local"])
+def test_stability_loss_on_part_of_the_batch_runs_the_net_on_that_part_only(mode):
+    """--temporal-batch: the term on the first N images is the term of those N images alone."""
+    torch = pytest.importorskip("torch")
+    from realtime_style.stability import stability_loss
+    from realtime_style.transformer_net import build_net
+
+    torch.manual_seed(0)
+    net = build_net("lite").eval()
+    images = torch.nn.functional.avg_pool2d(torch.rand(4, 3, 40, 40), 5, 1, 2)
+    batches_seen = []
+    net.register_forward_pre_hook(lambda module, args: batches_seen.append(args[0].shape[0]))
+    with torch.no_grad():
+        output = net(images)
+        part = stability_loss(net, images, output, torch.Generator().manual_seed(3), mode, images_used=2)
+        alone = stability_loss(net, images[:2], output[:2], torch.Generator().manual_seed(3), mode)
+        whole = stability_loss(net, images, output, torch.Generator().manual_seed(3), mode, images_used=None)
+    assert batches_seen == [4, 2, 2, 4]
+    assert float(part) == pytest.approx(float(alone), rel=1e-5)
+    assert float(part) != pytest.approx(float(whole), rel=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["motion", "noise", "local"])
 def test_stability_loss_of_a_net_that_ignores_nothing_is_the_noise(mode):
     """A net that passes its input through moves exactly with it: only the added noise is left."""
     torch = pytest.importorskip("torch")

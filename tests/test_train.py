@@ -186,6 +186,25 @@ def test_stability_term_is_trained_and_logged(workdir: Path):
     assert load_checkpoint(workdir / "runs" / "steady" / "checkpoint.pt")["config"]["temporal_weight"] == 1000
 
 
+def test_temporal_batch_is_kept_and_old_checkpoints_resume_with_the_whole_batch(workdir: Path):
+    assert_ok(train(workdir, *fresh(workdir, "partial", "--steps", "2", "--workers", "0", "--temporal-batch", "1",
+                                    "--no-export")))
+    ckpt = workdir / "runs" / "partial" / "checkpoint.pt"
+    assert load_checkpoint(ckpt)["config"]["temporal_batch"] == 1
+    too_many = train(workdir, *fresh(workdir, "too-many", "--steps", "2", "--temporal-batch", "3", "--no-export"))
+    assert too_many.returncode == 1
+    assert "--temporal-batch must be between 0 (all) and the batch size (2)" in too_many.stderr
+
+    # A checkpoint from before the option took the term on every image, and a resumed run keeps that.
+    old = load_checkpoint(ckpt)
+    del old["config"]["temporal_batch"]
+    torch.save(old, ckpt)
+    changed = train(workdir, "--resume", str(ckpt), "--steps", "3", "--temporal-batch", "1")
+    assert changed.returncode == 1 and "--temporal-batch 1: " in changed.stderr and "trained with 0" in changed.stderr
+    assert_ok(train(workdir, "--resume", str(ckpt), "--steps", "3", "--workers", "0"))
+    assert load_checkpoint(ckpt)["config"]["temporal_batch"] == 0
+
+
 def test_init_from_starts_from_another_runs_net(workdir: Path, straight):
     # With a vanishing learning rate one step cannot move the weights: what is left is the start.
     result = train(workdir, *fresh(workdir, "tuned", "--steps", "1", "--workers", "0", "--no-export",

@@ -79,13 +79,20 @@ TRAIN_CONTENT_WEIGHT = 1e-4
 # the whole budget; the "noise" and "local" modes gained less than "motion" at the same price.
 TEMPORAL_WEIGHT = 2500.0
 TEMPORAL_MODE = "motion"
+# Images of each batch the stability term is taken on (0: all of them). Its extra pass of the style net is
+# most of its cost: on a 2-core Xeon with AMX a standard-net step at batch 4, 256 px took 4.15 s with the term
+# on all four images, 2.87 s on two, 2.70 on one and 2.39 without it. On 300-step fine-tunes of the standard
+# mosaic, two seeds each, two and one image were as steady, for the same objective, as four, within the
+# spread between seeds (docs/temporal.md, "The term on part of the batch").
+TEMPORAL_BATCH = 2
 
 DEFAULTS = {
     "style": None, "name": None, "data": None, "steps": None, "epochs": None,
     "batch_size": 4, "size": 256, "style_size": 512, "lr": 1e-3,
     "content_weight": TRAIN_CONTENT_WEIGHT, "style_weight": STYLE_WEIGHT, "tv_weight": TV_WEIGHT,
     "content_layer": CONTENT_LAYER, "temporal_weight": TEMPORAL_WEIGHT,
-    "temporal_mode": TEMPORAL_MODE, "arch": "standard", "seed": 0, "workers": 2, "device": "auto", "out_dir": None,
+    "temporal_mode": TEMPORAL_MODE, "temporal_batch": TEMPORAL_BATCH, "arch": "standard", "seed": 0, "workers": 2,
+    "device": "auto", "out_dir": None,
     "checkpoint_every": 200, "preview_every": 200, "resume": None, "overwrite": False,
     "amp": True, "channels_last": None, "models_dir": "models", "export": True,
     "display_name": None, "style_credit": None, "style_license": None,
@@ -93,8 +100,10 @@ DEFAULTS = {
 }
 # A resumed run keeps these from its checkpoint; giving a different value is an error.
 RUN_DEFINING = ("name", "arch", "batch_size", "size", "style_size", "lr", "content_weight", "content_layer",
-                "style_weight", "tv_weight", "temporal_weight", "temporal_mode", "seed", "lr_schedule", "init_from",
-                "color_skip_start", "warmup_steps")
+                "style_weight", "tv_weight", "temporal_weight", "temporal_mode", "temporal_batch", "seed",
+                "lr_schedule", "init_from", "color_skip_start", "warmup_steps")
+# What a checkpoint written before an option existed was trained with, where that differs from today's default.
+BEFORE_OPTION = {"temporal_batch": 0}
 # --lr-schedule cosine ends at this fraction of --lr.
 FINAL_LR_FRACTION = 0.1
 # A run whose mean loss over BREAKDOWN_WINDOW steps rises above BREAKDOWN_FACTOR times its best such
@@ -148,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="motion: small random motion plus noise; noise: noise alone; local: a pasted patch "
                         "plus noise, the output away from it must not change "
                         f"(default {d['temporal_mode']})")
+    p.add_argument("--temporal-batch", type=int, metavar="N",
+                   help="take the stability term on the first N images of each batch only, for speed; 0 takes "
+                        f"it on all (default {d['temporal_batch']})")
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), help=f"default {d['arch']}")
     p.add_argument("--seed", type=int, help=f"fixes init, data order and crops (default {d['seed']})")
     p.add_argument("--workers", type=int, help=f"DataLoader worker processes (default {d['workers']})")
@@ -354,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
             # Its own generator, seeded by the step, so a resumed run draws the same motions.
             motions = torch.Generator().manual_seed(config["seed"] * 1_000_003 + step)
             temporal = config["temporal_weight"] * stability_loss(model, images, output, motions,
-                                                                  config["temporal_mode"])
+                                                                  config["temporal_mode"],
+                                                                  config["temporal_batch"] or None)
         # One all-reduce carries the logged losses, the failure count and the stop request, so that
         # every process sees the same numbers and leaves the loop at the same step.
         stats = torch.stack([terms.content.detach(), terms.style.detach(), terms.tv.detach(),
@@ -489,7 +502,7 @@ def resume_path(explicit: dict) -> Path:
 
 def merge_resumed_config(checkpoint: dict, explicit: dict, path: Path) -> dict:
     """The checkpoint's settings, with the options that do not change the result taken from the command line."""
-    saved = checkpoint["config"]
+    saved = {**BEFORE_OPTION, **checkpoint["config"]}
     if "arch" in explicit:
         check_arch(checkpoint, explicit["arch"], path)
     else:
@@ -532,6 +545,8 @@ def check_values(config: dict) -> None:
         raise UserError("--steps, --epochs and --workers must be positive")
     if config["warmup_steps"] < 0:
         raise UserError("--warmup-steps must be 0 or more")
+    if not 0 <= config["temporal_batch"] <= config["batch_size"]:
+        raise UserError(f"--temporal-batch must be between 0 (all) and the batch size ({config['batch_size']})")
     numbers = (config["lr"], config["content_weight"], config["style_weight"], config["tv_weight"])
     if not all(math.isfinite(x) for x in numbers) or config["lr"] <= 0 or min(numbers) < 0:
         raise UserError("--lr must be positive and the loss weights non-negative (and all finite)")
