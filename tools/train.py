@@ -28,6 +28,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -80,11 +81,11 @@ TRAIN_CONTENT_WEIGHT = 1e-4
 TEMPORAL_WEIGHT = 2500.0
 TEMPORAL_MODE = "motion"
 # Images of each batch the stability term is taken on (0: all of them). Its extra pass of the style net is
-# most of its cost: on a 2-core Xeon with AMX a standard-net step at batch 4, 256 px took 4.15 s with the term
-# on all four images, 2.87 s on two, 2.70 on one and 2.39 without it. On 300-step fine-tunes of the standard
-# mosaic, two seeds each, two and one image were as steady, for the same objective, as four, within the
-# spread between seeds (docs/temporal.md, "The term on part of the batch").
-TEMPORAL_BATCH = 2
+# most of its cost: on a 2-core Xeon with AMX a standard-net step at batch 4, 256 px took 6.16 s with the term
+# on all four images, 3.85 s on two, 3.22 on one and 2.86 without it (interleaved runs). On 300-step
+# fine-tunes of the standard mosaic, two seeds each, one image was as steady, for the same objective, as
+# four, within the spread between seeds (docs/temporal.md, "The term on part of the batch").
+TEMPORAL_BATCH = 1
 
 DEFAULTS = {
     "style": None, "name": None, "data": None, "steps": None, "epochs": None,
@@ -96,7 +97,7 @@ DEFAULTS = {
     "checkpoint_every": 200, "preview_every": 200, "resume": None, "overwrite": False,
     "amp": True, "channels_last": None, "models_dir": "models", "export": True,
     "display_name": None, "style_credit": None, "style_license": None,
-    "lr_schedule": "constant", "init_from": None, "color_skip_start": None, "warmup_steps": 0,
+    "lr_schedule": "constant", "init_from": None, "compile": False, "color_skip_start": None, "warmup_steps": 0,
 }
 # A resumed run keeps these from its checkpoint; giving a different value is an error.
 RUN_DEFINING = ("name", "arch", "batch_size", "size", "style_size", "lr", "content_weight", "content_layer",
@@ -181,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--display-name", help="the style's name as users see it (default: from --name)")
     p.add_argument("--style-credit", help="the painting's artist, title and source (stored in the model)")
     p.add_argument("--style-license", help="the painting's licence (stored in the model)")
+    p.add_argument("--compile", action="store_const", const=True,
+                   help="compile the style net with torch.compile: faster steps after a minute or so of compiling "
+                        "(on a CPU it needs a C++ compiler; docs/training.md has the timings)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="NHWC memory layout (default: on for CUDA and "
                         f"{'on' if CPU_CHANNELS_LAST else 'off'} for the CPU; docs/training.md has the timings)")
@@ -300,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     model = net
     if world_size > 1:
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    if config["compile"]:
+        model = compiled(model, device)
 
     # ------------------------------------------------------------------ data
     global_batch = config["batch_size"] * world_size
@@ -341,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{', colour skip started at %g' % config['color_skip_start'] if config['color_skip_start'] is not None else ''}"
         f", {device.type}"
         f"{', VGG in ' + str(amp_dtype).removeprefix('torch.') if amp_dtype else ', float32'}"
-        f"{', channels_last' if channels_last else ''}")
+        f"{', channels_last' if channels_last else ''}"
+        f"{', style net compiled' if config['compile'] else ''}")
     if bad_files:
         log(f"skipped {len(bad_files)} unreadable files: {', '.join(map(str, bad_files[:3]))}"
             f"{' ...' if len(bad_files) > 3 else ''}")
@@ -569,6 +576,15 @@ def check_fresh_outputs(out_dir: Path, model: Path | None, overwrite: bool) -> N
                         "or pick another --name/--out-dir")
     if model is not None and model.exists():
         raise UserError(f"model {model} already exists: --overwrite to replace it, or pick another --name")
+
+
+def compiled(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """--compile: the training passes of the style net through TorchInductor, one graph per batch shape
+    (the step's batch and the stability term's). Previews and export use the plain net."""
+    if device.type == "cpu" and not (os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")):
+        raise UserError("--compile on a CPU needs a C++ compiler (g++ or clang++; e.g. apt install g++), "
+                        "or leave --compile out")
+    return torch.compile(model, dynamic=False)
 
 
 def remove_run_files(out_dir: Path) -> None:
