@@ -10,6 +10,10 @@
 set -u
 ROUNDS=${1:-2}
 DATA=${DATA:-../shared/data}
+if [ ! -f "$DATA/styles/candy.jpg" ] || [ ! -d "$DATA/train" ]; then
+    echo "step_times.sh: no $DATA/styles/candy.jpg or $DATA/train: set DATA to the shared data folder" >&2
+    exit 1
+fi
 RUN=$(mktemp -d)
 trap 'rm -rf "$RUN"' EXIT
 
