@@ -83,8 +83,8 @@ TEMPORAL_MODE = "motion"
 # Images of each batch the stability term is taken on (0: all of them). Its extra pass of the style net is
 # most of its cost: on a 2-core Xeon with AMX a standard-net step at batch 4, 256 px took 6.16 s with the term
 # on all four images, 3.85 s on two, 3.22 on one and 2.86 without it (interleaved runs). On 300-step
-# fine-tunes of the standard mosaic, two seeds each, one image was as steady, for the same objective, as
-# four, within the spread between seeds (docs/temporal.md, "The term on part of the batch").
+# fine-tunes of the standard and the lite mosaic, one image (two seeds) was as steady, for the same
+# objective, as four, within the spread between seeds (docs/temporal.md, "The term on part of the batch").
 TEMPORAL_BATCH = 1
 
 DEFAULTS = {
