@@ -41,6 +41,7 @@ for round in $(seq "$ROUNDS"); do
     one "256 px, on all 4" --size 256 --temporal-batch 0
     one "256 px, no stability term" --size 256 --temporal-weight 0
     one "256 px, on 1" --size 256 --temporal-batch 1
+    one "256 px, on 1, --compile" --size 256 --temporal-batch 1 --compile
     one "256 px, on 2, --no-channels-last" --size 256 --temporal-batch 2 --no-channels-last
     one "256 px, on all 4, --no-channels-last" --size 256 --temporal-batch 0 --no-channels-last
     one "128 px, on 2" --size 128 --temporal-batch 2
