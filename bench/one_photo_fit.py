@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from out_of_range import out_of_range
 from temporal import ROOT, SHARED
 
 from realtime_style.backends import net_from_onnx
@@ -111,6 +112,7 @@ def main() -> None:
             net.eval()
             with torch.no_grad():
                 terms = loss_fn(net(x), content, grams).as_floats()
+                terms["out_of_range"] = out_of_range(net, x)
             print(step, f"{time.time() - start:.0f}s", rounded(terms), flush=True)
     if args.save:
         net.eval()

@@ -116,14 +116,18 @@ class TransformerNet(nn.Module):
         self.color_skip.weight.copy_((start * (torch.eye(3) - 1 / 3))[:, :, None, None])
         self.color_skip.bias.zero_()
 
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        """The net proper, for inputs whose sides are multiples of 4 and at least 8."""
+    def unclamped(self, x: torch.Tensor) -> torch.Tensor:
+        """The net's output before the clamp to [0, 1] (sides multiples of 4, at least 8)."""
         y = self.decoder(self.residuals(self.encoder(x)))
         if self.config.color_skip:
             y = y + self.color_skip(box_blur(x, self.config.color_skip))
+        return y
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        """The net proper, for inputs whose sides are multiples of 4 and at least 8."""
+        y = self.unclamped(x)
         if self.training:
-            # Clamped forward, identity backward: pixels pushed out of range still get gradients.
-            return y + (y.clamp(0.0, 1.0) - y).detach()
+            return ClampTowardRange.apply(y)
         return y.clamp(0.0, 1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -131,6 +135,29 @@ class TransformerNet(nn.Module):
         padded = reflect_pad_to(x, padded_side(h), padded_side(w))
         y = self.body(padded)
         return y[..., :h, :w]
+
+
+class ClampTowardRange(torch.autograd.Function):
+    """Clamp to [0, 1] whose backward keeps only the gradients that lead back into the range.
+
+    A plain clamp gives a pixel outside [0, 1] no gradient, so the loss could never pull it
+    back. The straight-through clamp used until 2026-12-04 passed every gradient, also those
+    pushing further out: a pixel the loss wants blacker than black was pushed at every step, for
+    ever. Adam turns such steady pushes into steady weight drift: the shipped mosaic's pre-clamp
+    output reached -462 (docs/training.md, "Out-of-range outputs").
+    """
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(y)
+        return y.clamp(0.0, 1.0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        # Descent moves y by -grad: above 1 only a positive grad (down) leads back, below 0 a negative one.
+        outward = ((y > 1.0) & (grad < 0)) | ((y < 0.0) & (grad > 0))
+        return grad.masked_fill(outward, 0.0)
 
 
 def box_blur(x: torch.Tensor, size: int) -> torch.Tensor:

@@ -57,16 +57,35 @@ def test_architecture_follows_johnson_with_instance_norm():
     assert count(lite) < count(net) / 3
 
 
-def test_training_clamp_passes_gradients_through():
+def test_training_clamp_passes_only_gradients_that_lead_back_into_range():
     torch.manual_seed(3)
     net = build_net("lite").train()
     with torch.no_grad():  # push every output far below zero
         net.decoder[-1][1].bias.fill_(-5.0)
     x = torch.rand(1, 3, 16, 16)
+    bias = net.decoder[-1][1].bias
+
     y = net(x)
-    assert y.max() == 0  # forward is clamped...
+    assert y.max() == 0  # forward is clamped
+    (-y).sum().backward()  # the loss wants them brighter: back toward the range
+    assert bias.grad.min() < 0  # so descent raises the bias
+    bias.grad = None
+
+    y = net(x)
+    y.sum().backward()  # the loss wants them darker still: away from the range
+    assert bias.grad.abs().max() == 0  # nothing pushes them further out
+
+    net.zero_grad()
+    with torch.no_grad():  # in range, every gradient passes as it is
+        net.decoder[-1][1].bias.fill_(0.5)
+        net.decoder[-1][1].weight.mul_(0.01)
+    y = net(x)
+    assert 0 < y.min() and y.max() < 1
     y.sum().backward()
-    assert net.decoder[-1][1].bias.grad.abs().sum() > 0  # ...but gradients still flow
+    grads = bias.grad.clone()
+    net.zero_grad()
+    net.unclamped(reflect_pad_to(x, 16, 16)).sum().backward()
+    assert torch.allclose(bias.grad, grads)
 
 
 def test_reflect_pad_matches_torch_and_handles_tiny_inputs():
