@@ -33,6 +33,8 @@ def test_metadata_is_complete(path: Path):
     assert not missing, missing
     assert meta["name"] == path.stem
     assert meta["arch"] == ("lite" if path.stem.endswith("_lite") else "standard")
+    # The webcam overlay and `rtstyle image` show the display name: a lite net must say it is one.
+    assert meta["display_name"].endswith(" (lite)") == path.stem.endswith("_lite"), meta["display_name"]
     assert meta["precision"] == "fp16" and float(meta["fp16_psnr_db"]) >= 40.0
     assert int(meta["train_steps_total"]) >= int(meta["train_steps"]) > 0
     stages = json.loads(meta["train_stages"])  # every run of its --init-from chain: steps, style, machine
