@@ -48,8 +48,10 @@ def training_hardware(config: Mapping[str, Any]) -> str:
 def training_stages(config: Mapping[str, Any], steps: int) -> list[dict[str, Any]]:
     """Every run behind a net, oldest first: its --init-from chain's, then this one's ``steps``.
 
-    A stage is {"style", "steps", "hardware"}; stored as the model's ``train_stages`` so that a net
-    fine-tuned from another style says how many steps each style and each machine gave it.
+    A stage is {"style", "steps", "hardware"}, and "color_skip_start" where the run set a lite net's
+    colour skip; stored as the model's ``train_stages`` so that a net fine-tuned from another style
+    says how many steps each style and each machine gave it, and later runs that go on from it keep
+    the skip start its style needs (tools/device_kit.py's recipe).
     """
     earlier = config.get("earlier_stages")
     if earlier is None and int(config.get("earlier_steps", 0)):  # a checkpoint from before stages were kept
@@ -58,6 +60,8 @@ def training_stages(config: Mapping[str, Any], steps: int) -> list[dict[str, Any
     style = config.get("display_name") or str(config.get("name") or "?").replace("_", " ").title()
     this = {"style": str(style), "steps": int(steps),
             "hardware": training_hardware(config)}
+    if config.get("color_skip_start") is not None:
+        this["color_skip_start"] = float(config["color_skip_start"])
     return [*(earlier or []), this]
 
 

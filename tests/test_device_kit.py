@@ -132,11 +132,39 @@ def test_recipe_comes_from_the_shipped_model():
     assert recipe["style"] == "styles/candy.jpg" and recipe["size"] == 256 and recipe["steps"] == 20_000
     assert recipe["style_weight"] > 0 and "BSD" in recipe["style_license"] and recipe["arch"] == "standard"
     lite = kit.recipe("wave_lite")
-    assert lite["style"] == "styles/wave.jpg" and lite["arch"] == "lite" and lite["color_skip_start"] == 0.25
+    assert lite["style"] == "styles/wave.jpg" and lite["arch"] == "lite"
     with pytest.raises(UserError, match="no shipped model"):
         kit.recipe("no_such_style")
     with pytest.raises(UserError, match="--lr 2.0"):  # refused before anything is packed or hidden
         kit.pack_train(["candy"], lr=2.0)
+
+
+def test_lite_recipe_keeps_the_skip_start_of_the_run_that_set_it(tmp_path, monkeypatch):
+    """A lite net trained further from itself records no skip start of its own: the recipe takes the
+    start of the earlier run that set it, so a run from scratch starts its skip where that style needs."""
+    import onnx
+
+    from realtime_style.checkpoint import training_stages
+
+    config = {"display_name": "Wave (lite)", "hardware": ["cpu: test"]}
+    assert "color_skip_start" not in training_stages(config, 10)[-1]
+    set_it = training_stages({**config, "color_skip_start": 0.25}, 300)
+    assert set_it[-1]["color_skip_start"] == 0.25
+    stages = training_stages({**config, "earlier_stages": set_it}, 1200)  # went on from that net
+
+    model = onnx.load(str(ROOT / "models" / "wave_lite.onnx"))
+    meta = {p.key: p for p in model.metadata_props}
+    train_config = json.loads(meta["train_config"].value)
+    train_config["color_skip_start"] = None
+    meta["train_config"].value = json.dumps(train_config)
+    meta["train_stages"].value = json.dumps(stages)
+    (tmp_path / "models").mkdir()
+    onnx.save(model, str(tmp_path / "models" / "wave_lite.onnx"))
+    monkeypatch.setattr(kit, "ROOT", tmp_path)
+    assert kit.recipe("wave_lite")["color_skip_start"] == 0.25
+    meta["train_stages"].value = json.dumps(training_stages(config, 1200))  # no run recorded one
+    onnx.save(model, str(tmp_path / "models" / "wave_lite.onnx"))
+    assert "color_skip_start" not in kit.recipe("wave_lite")  # train.py's default for a new skip applies
 
 
 @pytest.mark.vgg

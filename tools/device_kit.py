@@ -115,9 +115,17 @@ def recipe(name: str) -> dict:
     model = ROOT / "models" / f"{name}.onnx"
     if not model.is_file():
         raise UserError(f"no shipped model {model.relative_to(ROOT)}: its recipe is where the weights come from")
-    config = json.loads(read_metadata(model)["train_config"])
+    meta = read_metadata(model)
+    config = json.loads(meta["train_config"])
+    found = {key: config[key] for key in RECIPE_KEYS if config.get(key) is not None}
+    if config.get("arch") == "lite" and "color_skip_start" not in found:
+        # A run that went on from a lite net kept its skip: the start is that of the run that set it.
+        starts = [stage["color_skip_start"] for stage in json.loads(meta.get("train_stages") or "[]")
+                  if stage.get("color_skip_start") is not None]
+        if starts:
+            found["color_skip_start"] = starts[-1]
     return {"name": name, "style": f"styles/{Path(config['style']).name}", "size": TRAIN_SIZE, "steps": TRAIN_STEPS,
-            **{key: config[key] for key in RECIPE_KEYS if config.get(key) is not None}}
+            **found}
 
 
 def pack_photos(folder: Path, budget: int, seed: int = 0) -> tuple[int, int]:
