@@ -136,7 +136,21 @@ def test_recipe_comes_from_the_shipped_model():
     with pytest.raises(UserError, match="no shipped model"):
         kit.recipe("no_such_style")
     with pytest.raises(UserError, match="--lr 2.0"):  # refused before anything is packed or hidden
-        kit.pack_train(["candy"], lr=2.0)
+        kit.run_recipes(["candy"], lr=2.0)
+
+
+def test_color_skip_start_sets_the_lite_runs_start_and_nothing_else():
+    """Shipped lite nets trained before 2026-12-05 record no skip start: a from-scratch run is told it."""
+    standard, lite = kit.run_recipes(["candy", "candy_lite"], color_skip_start=0.5)
+    assert lite["color_skip_start"] == 0.5 and "color_skip_start" not in standard
+    with pytest.raises(UserError, match="only lite nets"):
+        kit.run_recipes(["candy"], color_skip_start=0.5)
+    with pytest.raises(UserError, match="between 0 and 2"):
+        kit.run_recipes(["candy_lite"], color_skip_start=3.0)
+    with pytest.raises(UserError, match="--init-from"):
+        kit.run_recipes(["candy_lite"], init_from=ROOT / "models", color_skip_start=0.5)
+    started = kit.run_recipes(["candy_lite"], init_from=ROOT / "models")[0]
+    assert started["init_from"] == "init/candy_lite.onnx" and "color_skip_start" not in started
 
 
 def test_lite_recipe_keeps_the_skip_start_of_the_run_that_set_it(tmp_path, monkeypatch):

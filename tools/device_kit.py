@@ -152,12 +152,25 @@ def pack_photos(folder: Path, budget: int, seed: int = 0) -> tuple[int, int]:
     return count, used
 
 
-def pack_train(styles: list[str], init_from: Path | None = None, lr: float | None = None) -> str:
-    """``init_from``: a folder of models (NAME.onnx) the runs start from instead of random weights;
-    ``lr``: every run's learning rate instead of tools/train.py's default (1e-3)."""
-    from realtime_style.weights import HALF_FILE, write_half_copy
+def run_recipes(styles: list[str], init_from: Path | None = None, lr: float | None = None,
+                color_skip_start: float | None = None) -> list[dict]:
+    """The shipped models' recipes with the call's options applied, checked before anything is packed.
 
-    recipes = [recipe(style) for style in styles]  # checks the names before anything changes
+    ``init_from``: a folder of models (NAME.onnx) the runs start from instead of random weights;
+    ``lr``: every run's learning rate instead of tools/train.py's default (1e-3);
+    ``color_skip_start``: where the lite runs' colour skip starts, for lite nets whose recipe does not say
+    (those trained before 2026-12-05 record none; models/README.md gives the start each style used)."""
+    recipes = [recipe(style) for style in styles]
+    if color_skip_start is not None:
+        lites = [r for r in recipes if r.get("arch") == "lite"]
+        if not lites:
+            raise UserError("--color-skip-start: only lite nets have a colour skip; name one, e.g. mosaic_lite")
+        if init_from is not None:
+            raise UserError("--color-skip-start: with --init-from each run goes on with its starting net's skip")
+        if not 0 <= color_skip_start <= 2:
+            raise UserError(f"--color-skip-start {color_skip_start}: give a start between 0 and 2, such as 0.25")
+        for r in lites:
+            r["color_skip_start"] = color_skip_start
     if lr is not None:
         if not 0 < lr < 1:
             raise UserError(f"--lr {lr}: give a learning rate between 0 and 1, such as 5e-4")
@@ -169,6 +182,15 @@ def pack_train(styles: list[str], init_from: Path | None = None, lr: float | Non
                 raise UserError(f"--init-from {init_from}: no {r['name']}.onnx there")
             r["init_from"] = f"init/{r['name']}.onnx"
             r.pop("color_skip_start", None)  # the starting net's own skip goes on
+    return recipes
+
+
+def pack_train(recipes: list[dict], init_from: Path | None = None) -> str:
+    """Packs .carry for bench/device_train.py: the recipes (run_recipes, given the same ``init_from``),
+    VGG19 in fp16, the paintings, the starting nets and as many training photos as fit; returns the
+    device command."""
+    from realtime_style.weights import HALF_FILE, write_half_copy
+
     paintings = {SHARED / r["style"] for r in recipes}
     for painting in paintings:
         if not painting.is_file():
@@ -186,7 +208,7 @@ def pack_train(styles: list[str], init_from: Path | None = None, lr: float | Non
     (CARRY / "recipes.json").write_text(json.dumps(recipes, indent=2) + "\n")
     budget = LIMIT - MARGIN - travelling_bytes() - folder_bytes(CARRY)
     count, used = pack_photos(CARRY / "train", budget)
-    print(f"packed {len(styles)} recipes, VGG19 in fp16 and {count} training photos ({used / 1e6:.1f} MB); "
+    print(f"packed {len(recipes)} recipes, VGG19 in fp16 and {count} training photos ({used / 1e6:.1f} MB); "
           f"{len(hidden)} models hidden, {', '.join(PERF_MODELS)} travel")
     # The GPU's load every 10 s beside the training (on 2026-12-04 four runs kept it at 100 %).
     return ("export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD; nvidia-smi -L; (nvidia-smi --query-gpu=timestamp,"
@@ -225,6 +247,9 @@ def main() -> int:
                             "unpacked), instead of random weights")
     train.add_argument("--lr", type=float, help="learning rate of every run (default: tools/train.py's, 1e-3; "
                                                 "candy's run broke down at that rate after 2,700 steps)")
+    train.add_argument("--color-skip-start", type=float, metavar="K",
+                       help="start of the lite runs' colour skip, as tools/train.py's option (default: the one "
+                            "the shipped lite net recorded, else train.py's; models/README.md lists each style's)")
     sub.add_parser("perf", help="bench/perf.py's GPU rows and end-to-end runs")
     sub.add_parser("restore", help="put the models hidden by a packing back in git's index")
     args = parser.parse_args()
@@ -232,8 +257,10 @@ def main() -> int:
         restore()
         return 0
     refuse_if_hidden()  # before the try below, whose restore would un-hide the earlier packing's models
+    if args.plan == "train":  # bad names and options are refused before anything is hidden
+        recipes = run_recipes(args.styles, args.init_from, args.lr, args.color_skip_start)
     try:
-        command = pack_train(args.styles, args.init_from, args.lr) if args.plan == "train" else pack_perf()
+        command = pack_train(recipes, args.init_from) if args.plan == "train" else pack_perf()
         total = travelling_bytes() + folder_bytes(CARRY)
         if total > LIMIT:
             raise UserError(f"{total / 2**20:.1f} MiB would travel, over the 64 MiB a call takes")
