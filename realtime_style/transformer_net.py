@@ -53,6 +53,7 @@ ARCHITECTURES: dict[str, NetConfig] = {
 # The skip's matrix starts at this times "chroma only": started at zero, it stayed near zero (the
 # objective alone does not ask for the photo's colours); 0.5 kept fewer of the hues (correlation 0.41).
 COLOR_SKIP_START = 0.75
+COLOR_SKIP_START_RANGE = (0.0, 2.0)  # what --color-skip-start accepts (train.py, device_kit.py)
 
 
 

@@ -160,6 +160,8 @@ def run_recipes(styles: list[str], init_from: Path | None = None, lr: float | No
     ``lr``: every run's learning rate instead of tools/train.py's default (1e-3);
     ``color_skip_start``: where the lite runs' colour skip starts, for lite nets whose recipe does not say
     (those trained before 2026-12-05 record none; models/README.md gives the start each style used)."""
+    from realtime_style.transformer_net import COLOR_SKIP_START_RANGE
+
     recipes = [recipe(style) for style in styles]
     if color_skip_start is not None:
         lites = [r for r in recipes if r.get("arch") == "lite"]
@@ -167,8 +169,10 @@ def run_recipes(styles: list[str], init_from: Path | None = None, lr: float | No
             raise UserError("--color-skip-start: only lite nets have a colour skip; name one, e.g. mosaic_lite")
         if init_from is not None:
             raise UserError("--color-skip-start: with --init-from each run goes on with its starting net's skip")
-        if not 0 <= color_skip_start <= 2:
-            raise UserError(f"--color-skip-start {color_skip_start}: give a start between 0 and 2, such as 0.25")
+        low, high = COLOR_SKIP_START_RANGE
+        if not low <= color_skip_start <= high:
+            raise UserError(f"--color-skip-start {color_skip_start}: give a start between {low:g} and {high:g}, "
+                            "such as 0.25")
         for r in lites:
             r["color_skip_start"] = color_skip_start
     if lr is not None:

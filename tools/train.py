@@ -55,7 +55,7 @@ from realtime_style.losses import (CONTENT_LAYER, STYLE_WEIGHT, TV_WEIGHT, LossW
                                    PerceptualLoss)
 from realtime_style.stability import MODES as STABILITY_MODES, stability_loss
 from realtime_style.torch_utils import describe_hardware, image_to_tensor, select_device
-from realtime_style.transformer_net import ARCHITECTURES, COLOR_SKIP_START, build_net
+from realtime_style.transformer_net import ARCHITECTURES, COLOR_SKIP_START, COLOR_SKIP_START_RANGE, build_net
 from realtime_style.vgg import load_vgg19
 from realtime_style.weights import file_digest
 
@@ -561,8 +561,9 @@ def check_values(config: dict) -> None:
     if skip_start is not None:
         if not ARCHITECTURES[config["arch"]].color_skip:
             raise UserError(f"--color-skip-start: the {config['arch']} net has no colour skip (the lite net has)")
-        if not 0 <= skip_start <= 2:
-            raise UserError("--color-skip-start must be between 0 and 2")
+        low, high = COLOR_SKIP_START_RANGE
+        if not low <= skip_start <= high:
+            raise UserError(f"--color-skip-start must be between {low:g} and {high:g}")
 
 
 def check_fresh_outputs(out_dir: Path, model: Path | None, overwrite: bool) -> None:
