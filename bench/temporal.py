@@ -21,9 +21,8 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-from model_examples import model_objective
-
 from realtime_style.engine import StyleControls, StyleEngine, contrast_weight
+from realtime_style.errors import UserError
 from realtime_style.images import load_image, resize_long_side
 from realtime_style.temporal import (
     DEFAULT_STRENGTH,
@@ -36,6 +35,8 @@ from realtime_style.temporal import (
     warping_error,
 )
 from realtime_style.video import frame_to_rgb
+
+from model_examples import model_objective
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -250,6 +251,7 @@ def detail_report(models: list[str], videos: list[str], count: int, long_side: i
     the previous output (bilinear), which blurs fine texture. Next to the warping error, this prints the
     error that resampling alone makes (each output warped by the flow there and back, on the same
     pixels) and the outputs' fine detail (mean absolute difference from a 1-pixel Gaussian blur)."""
+    engines = {model: StyleEngine(model, device="cpu") for model in models}  # a bad path fails before any work
     print("| video | model | warping error | resampling alone | fine detail |")
     print("|---|---|---:|---:|---:|")
     for video in videos:
@@ -262,8 +264,8 @@ def detail_report(models: list[str], videos: list[str], count: int, long_side: i
             mask = consistent(back, fwd)
             if mask.any():
                 pairs.append((i, back, fwd, mask))
-        for model in models:
-            out = stylize(StyleEngine(model, device="cpu"), frames, 0.0)
+        for model, engine in engines.items():
+            out = stylize(engine, frames, 0.0)
             errors, trips = [], []
             for i, back, fwd, mask in pairs:
                 moved = warp(out[i - 1], back).astype(np.float32)
@@ -349,4 +351,7 @@ def read_frames(path: Path, count: int, long_side: int) -> list[np.ndarray]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as exc:  # a missing or broken model: one line, not a traceback
+        sys.exit(f"temporal.py: {exc}")
